@@ -1,0 +1,121 @@
+//! Log lines that carry the ids of the span they were emitted in.
+//!
+//! [`LogLayer`] is a `tracing-subscriber` layer that formats **events only**. Unlike
+//! `tracing_subscriber::fmt`, it never formats or stores span fields, so creating a span costs
+//! the log layer nothing; each line instead carries the OpenTelemetry `trace_id` and `span_id`
+//! of the innermost span, which lead to everything else in the trace backend. The ids are read
+//! from `tracing-opentelemetry` once per span and cached in the span's extensions.
+//!
+//! A JSON line looks like this (one line in reality):
+//!
+//! ```text
+//! {"timestamp":"2026-11-30T19:40:00.123456Z","level":"INFO","service":"orders",
+//!  "target":"orders::api","message":"order created","order_id":42,
+//!  "trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7","span":"get_order"}
+//! ```
+
+mod format;
+mod timestamp;
+
+use std::cell::RefCell;
+use std::io::Write;
+
+use opentelemetry::trace::{SpanId, TraceContextExt, TraceId};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::registry::{LookupSpan, SpanRef};
+
+use crate::config::LogFormat;
+
+/// The OpenTelemetry ids of a span, cached in its extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SpanIds {
+    pub(crate) trace_id: TraceId,
+    pub(crate) span_id: SpanId,
+}
+
+/// Formats events as [`LogFormat`] lines into `W`.
+#[derive(Debug)]
+pub(crate) struct LogLayer<W> {
+    writer: W,
+    format: LogFormat,
+    service: Box<str>,
+    ansi: bool,
+}
+
+impl<W> LogLayer<W> {
+    pub(crate) fn new(writer: W, format: LogFormat, service: &str, ansi: bool) -> Self {
+        Self {
+            writer,
+            format,
+            service: service.into(),
+            ansi,
+        }
+    }
+}
+
+thread_local! {
+    static BUF: RefCell<String> = RefCell::new(String::with_capacity(512));
+}
+
+impl<S, W> Layer<S> for LogLayer<W>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> MakeWriter<'w> + 'static,
+{
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let span = ctx.event_span(event);
+        let ids = span.as_ref().and_then(ids_of);
+        let line = format::Line {
+            event,
+            service: &self.service,
+            ids,
+            span_name: span.as_ref().map(SpanRef::name),
+            ansi: self.ansi,
+        };
+        let write = |buf: &mut String| {
+            buf.clear();
+            match self.format {
+                LogFormat::Json => line.json(buf),
+                LogFormat::Compact => line.compact(buf),
+                LogFormat::Pretty => line.pretty(buf),
+            }
+            // A log line that cannot be written is dropped: there is nowhere to report it.
+            let _ = self
+                .writer
+                .make_writer_for(event.metadata())
+                .write_all(buf.as_bytes());
+        };
+        BUF.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut buf) => write(&mut buf),
+            // Re-entered while writing (a writer that logs): use a fresh buffer.
+            Err(_) => write(&mut String::new()),
+        });
+    }
+}
+
+/// The ids of `span`, from the cache or from `tracing-opentelemetry`. `None` when no
+/// OpenTelemetry layer is installed (then lines carry no ids).
+fn ids_of<S>(span: &SpanRef<'_, S>) -> Option<SpanIds>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    if let Some(ids) = span.extensions().get::<SpanIds>() {
+        return Some(*ids);
+    }
+    let cx = tracing::dispatcher::get_default(|d| {
+        tracing_opentelemetry::get_otel_context(&span.id(), d)
+    })?;
+    let otel_span = cx.span();
+    let sc = otel_span.span_context();
+    if !sc.is_valid() {
+        return None;
+    }
+    let ids = SpanIds {
+        trace_id: sc.trace_id(),
+        span_id: sc.span_id(),
+    };
+    span.extensions_mut().insert(ids);
+    Some(ids)
+}

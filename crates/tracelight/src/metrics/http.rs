@@ -1,0 +1,316 @@
+//! Cached series handles for the HTTP RED metrics.
+//!
+//! Registering a series builds a [`metrics::Key`] (a label vector with owned strings) and looks
+//! it up in the recorder's registry. Doing that per request costs allocations and hashing of
+//! every label; instead each distinct (route, method, scheme, status) is registered once and its
+//! [`Histogram`] handle kept in a read-mostly map looked up with a borrowed `&str` route.
+
+use std::hash::{Hash, Hasher};
+
+use hashbrown::{Equivalent, HashMap};
+use metrics::{Gauge, Histogram, Label};
+use parking_lot::RwLock;
+
+use super::MetricsHandle;
+use super::names::*;
+
+/// Normalised request methods: the nine standard ones, then `_OTHER`.
+pub(crate) const METHODS: [&str; 10] = [
+    "CONNECT",
+    "DELETE",
+    "GET",
+    "HEAD",
+    "OPTIONS",
+    "PATCH",
+    "POST",
+    "PUT",
+    "TRACE",
+    OTHER_METHOD,
+];
+
+/// Index into [`METHODS`]; non-standard methods (including lowercase spellings) map to `_OTHER`.
+pub(crate) fn method_index(m: &http::Method) -> u8 {
+    match *m {
+        http::Method::CONNECT => 0,
+        http::Method::DELETE => 1,
+        http::Method::GET => 2,
+        http::Method::HEAD => 3,
+        http::Method::OPTIONS => 4,
+        http::Method::PATCH => 5,
+        http::Method::POST => 6,
+        http::Method::PUT => 7,
+        http::Method::TRACE => 8,
+        _ => 9,
+    }
+}
+
+/// `url.scheme` values.
+pub(crate) const SCHEMES: [&str; 2] = ["http", "https"];
+
+/// Upper bound on cached client series; beyond it the target host collapses to `_OTHER`, so a
+/// client calling many distinct hosts cannot grow memory without bound.
+const MAX_CLIENT_SERIES: usize = 4096;
+
+#[derive(Debug, PartialEq, Eq)]
+struct SeriesKey {
+    text: Box<str>,
+    packed: u64,
+}
+
+impl Hash for SeriesKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.text.as_bytes().hash(state);
+        self.packed.hash(state);
+    }
+}
+
+/// A borrowed lookup key hashing exactly like [`SeriesKey`].
+struct SeriesQuery<'a> {
+    text: &'a str,
+    packed: u64,
+}
+
+impl Hash for SeriesQuery<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.text.as_bytes().hash(state);
+        self.packed.hash(state);
+    }
+}
+
+impl Equivalent<SeriesKey> for SeriesQuery<'_> {
+    fn equivalent(&self, key: &SeriesKey) -> bool {
+        self.packed == key.packed && *self.text == *key.text
+    }
+}
+
+/// Read-mostly cache of histogram handles.
+#[derive(Debug, Default)]
+struct HistogramCache {
+    map: RwLock<HashMap<SeriesKey, Histogram>>,
+}
+
+impl HistogramCache {
+    fn get_or_register(
+        &self,
+        text: &str,
+        packed: u64,
+        register: impl FnOnce() -> Histogram,
+    ) -> Histogram {
+        let q = SeriesQuery { text, packed };
+        if let Some(h) = self.map.read().get(&q) {
+            return h.clone();
+        }
+        let mut map = self.map.write();
+        map.entry_ref(&q).or_insert_with(register).clone()
+    }
+
+    fn len(&self) -> usize {
+        self.map.read().len()
+    }
+}
+
+// hashbrown's `entry_ref` needs `&Q: Into<K>`; build the owned key from the query.
+impl From<&SeriesQuery<'_>> for SeriesKey {
+    fn from(q: &SeriesQuery<'_>) -> Self {
+        SeriesKey {
+            text: q.text.into(),
+            packed: q.packed,
+        }
+    }
+}
+
+/// Server-side RED instruments.
+#[derive(Debug)]
+pub(crate) struct ServerMetrics {
+    handle: MetricsHandle,
+    durations: HistogramCache,
+    /// `http_server_active_requests`, by method × scheme.
+    active: Vec<Gauge>,
+}
+
+impl ServerMetrics {
+    pub(crate) fn new(handle: MetricsHandle) -> Self {
+        let mut active = Vec::with_capacity(METHODS.len() * SCHEMES.len());
+        for method in METHODS {
+            for scheme in SCHEMES {
+                active.push(handle.gauge(
+                    HTTP_SERVER_ACTIVE_REQUESTS,
+                    vec![
+                        Label::from_static_parts(LABEL_HTTP_REQUEST_METHOD, method),
+                        Label::from_static_parts(LABEL_URL_SCHEME, scheme),
+                    ],
+                ));
+            }
+        }
+        Self {
+            handle,
+            durations: HistogramCache::default(),
+            active,
+        }
+    }
+
+    /// The in-flight gauge for a method and scheme index.
+    pub(crate) fn active(&self, method: u8, scheme: u8) -> &Gauge {
+        let i = usize::from(method) * SCHEMES.len() + usize::from(scheme);
+        &self.active[i.min(self.active.len() - 1)]
+    }
+
+    /// The duration histogram of one series. `status` is `None` when no response was produced.
+    pub(crate) fn duration(
+        &self,
+        route: &str,
+        method: u8,
+        scheme: u8,
+        status: u16,
+        error: bool,
+    ) -> Histogram {
+        let packed = u64::from(method)
+            | u64::from(scheme) << 8
+            | u64::from(status) << 16
+            | u64::from(error) << 32;
+        self.durations.get_or_register(route, packed, || {
+            let mut labels = vec![
+                Label::from_static_parts(
+                    LABEL_HTTP_REQUEST_METHOD,
+                    METHODS[usize::from(method).min(9)],
+                ),
+                Label::new(LABEL_HTTP_ROUTE, route.to_owned()),
+            ];
+            // Status 0: the service failed without a response (semconv: no status attribute).
+            if status != 0 {
+                labels.push(Label::new(
+                    LABEL_HTTP_RESPONSE_STATUS_CODE,
+                    status.to_string(),
+                ));
+            }
+            labels.push(Label::from_static_parts(
+                LABEL_URL_SCHEME,
+                SCHEMES[usize::from(scheme).min(1)],
+            ));
+            if error {
+                let error_type = if status == 0 {
+                    OTHER_METHOD.to_owned()
+                } else {
+                    status.to_string()
+                };
+                labels.push(Label::new(LABEL_ERROR_TYPE, error_type));
+            }
+            self.handle.histogram(HTTP_SERVER_REQUEST_DURATION, labels)
+        })
+    }
+}
+
+/// How an outgoing request ended, for `error_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ClientOutcome {
+    /// A response with this status; 4xx and 5xx count as errors on the client side.
+    Status(u16),
+    /// No response: the error kind (`timeout`, `connect`, …), used as `error_type`.
+    Failed(&'static str),
+}
+
+/// Client-side RED instruments.
+#[derive(Debug)]
+pub(crate) struct ClientMetrics {
+    handle: MetricsHandle,
+    durations: HistogramCache,
+}
+
+impl ClientMetrics {
+    pub(crate) fn new(handle: MetricsHandle) -> Self {
+        Self {
+            handle,
+            durations: HistogramCache::default(),
+        }
+    }
+
+    pub(crate) fn duration(
+        &self,
+        method: u8,
+        host: &str,
+        port: u16,
+        outcome: ClientOutcome,
+    ) -> Histogram {
+        let host = if self.durations.len() >= MAX_CLIENT_SERIES {
+            OTHER_METHOD
+        } else {
+            host
+        };
+        let (status, kind) = match outcome {
+            ClientOutcome::Status(s) => (s, 0u64),
+            ClientOutcome::Failed(kind) => (0, error_kind_index(kind)),
+        };
+        let packed =
+            u64::from(method) | u64::from(port) << 8 | u64::from(status) << 24 | kind << 40;
+        self.durations.get_or_register(host, packed, || {
+            let mut labels = vec![
+                Label::from_static_parts(
+                    LABEL_HTTP_REQUEST_METHOD,
+                    METHODS[usize::from(method).min(9)],
+                ),
+                Label::new(LABEL_SERVER_ADDRESS, host.to_owned()),
+                Label::new(LABEL_SERVER_PORT, port.to_string()),
+            ];
+            match outcome {
+                ClientOutcome::Status(s) => {
+                    labels.push(Label::new(LABEL_HTTP_RESPONSE_STATUS_CODE, s.to_string()));
+                    if s >= 400 {
+                        labels.push(Label::new(LABEL_ERROR_TYPE, s.to_string()));
+                    }
+                }
+                ClientOutcome::Failed(kind) => {
+                    labels.push(Label::from_static_parts(LABEL_ERROR_TYPE, kind));
+                }
+            }
+            self.handle.histogram(HTTP_CLIENT_REQUEST_DURATION, labels)
+        })
+    }
+}
+
+/// Client error kinds, in `error_type` spelling.
+pub(crate) const CLIENT_ERROR_KINDS: [&str; 5] =
+    ["timeout", "connect", "redirect", "body", "_OTHER"];
+
+fn error_kind_index(kind: &str) -> u64 {
+    CLIENT_ERROR_KINDS
+        .iter()
+        .position(|k| *k == kind)
+        .map_or(CLIENT_ERROR_KINDS.len() as u64, |i| i as u64 + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_are_normalised_case_sensitively() {
+        assert_eq!(
+            METHODS[usize::from(method_index(&http::Method::GET))],
+            "GET"
+        );
+        assert_eq!(
+            METHODS[usize::from(method_index(&http::Method::PATCH))],
+            "PATCH"
+        );
+        let lower = http::Method::from_bytes(b"get").unwrap();
+        assert_eq!(METHODS[usize::from(method_index(&lower))], "_OTHER");
+        let custom = http::Method::from_bytes(b"PURGE").unwrap();
+        assert_eq!(METHODS[usize::from(method_index(&custom))], "_OTHER");
+    }
+
+    #[test]
+    fn series_are_registered_once_and_reused() {
+        let handle = MetricsHandle::new("svc");
+        let m = ServerMetrics::new(handle.clone());
+        m.duration("/a/{id}", 2, 0, 200, false).record(0.01);
+        m.duration("/a/{id}", 2, 0, 200, false).record(0.02);
+        m.duration("/a/{id}", 2, 0, 500, true).record(0.03);
+        m.duration("/b", 2, 0, 200, false).record(0.04);
+        assert_eq!(m.durations.len(), 3);
+        let text = handle.render();
+        assert!(text.contains(
+            "http_server_request_duration_seconds_count{service_name=\"svc\",http_request_method=\"GET\",http_route=\"/a/{id}\",http_response_status_code=\"200\",url_scheme=\"http\"} 2"
+        ), "{text}");
+        assert!(text.contains("error_type=\"500\"} 1"), "{text}");
+    }
+}
