@@ -74,7 +74,7 @@ impl Middleware for ClientMiddleware {
             otel.kind = "client",
             http.request.method = method_str,
             server.address = host.as_str(),
-            server.port = port,
+            server.port = i64::from(port),
             url.full = redacted_url(url).as_str(),
             http.response.status_code = Empty,
             error.type = Empty,
@@ -102,9 +102,9 @@ impl Middleware for ClientMiddleware {
             .record(start.elapsed().as_secs_f64());
         match outcome {
             ClientOutcome::Status(code) => {
-                span.record("http.response.status_code", code);
+                span.record("http.response.status_code", i64::from(code));
                 if http::StatusCode::from_u16(code).is_ok_and(classify::client_error) {
-                    span.record("error.type", code);
+                    span.record("error.type", tracing::field::display(code));
                     span.record("otel.status_code", "error");
                 }
             }

@@ -195,7 +195,8 @@ impl Builder {
             .with_tracer(tracer)
             .with_location(false)
             .with_threads(false)
-            .with_tracked_inactivity(false);
+            .with_tracked_inactivity(false)
+            .with_target(false);
         let default_writer = self.log_writer.is_none();
         let writer = self
             .log_writer

@@ -19,9 +19,11 @@ mod timestamp;
 
 use std::cell::RefCell;
 use std::io::Write;
+use std::sync::OnceLock;
 
 use opentelemetry::trace::{SpanId, TraceContextExt, TraceId};
-use tracing::{Event, Subscriber};
+use tracing::dispatcher::WeakDispatch;
+use tracing::{Dispatch, Event, Subscriber};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
@@ -42,6 +44,10 @@ pub(crate) struct LogLayer<W> {
     format: LogFormat,
     service: Box<str>,
     ansi: bool,
+    /// The dispatcher this layer belongs to, to ask `tracing-opentelemetry` for span contexts.
+    /// (`dispatcher::get_default` cannot be used inside a subscriber callback: tracing's
+    /// re-entrancy guard makes it return the no-op dispatcher there.)
+    dispatch: OnceLock<WeakDispatch>,
 }
 
 impl<W> LogLayer<W> {
@@ -51,6 +57,7 @@ impl<W> LogLayer<W> {
             format,
             service: service.into(),
             ansi,
+            dispatch: OnceLock::new(),
         }
     }
 }
@@ -64,9 +71,13 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     W: for<'w> MakeWriter<'w> + 'static,
 {
+    fn on_register_dispatch(&self, subscriber: &Dispatch) {
+        let _ = self.dispatch.set(subscriber.downgrade());
+    }
+
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let span = ctx.event_span(event);
-        let ids = span.as_ref().and_then(ids_of);
+        let ids = span.as_ref().and_then(|s| self.ids_of(s));
         let line = format::Line {
             event,
             service: &self.service,
@@ -95,27 +106,28 @@ where
     }
 }
 
-/// The ids of `span`, from the cache or from `tracing-opentelemetry`. `None` when no
-/// OpenTelemetry layer is installed (then lines carry no ids).
-fn ids_of<S>(span: &SpanRef<'_, S>) -> Option<SpanIds>
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-{
-    if let Some(ids) = span.extensions().get::<SpanIds>() {
-        return Some(*ids);
+impl<W> LogLayer<W> {
+    /// The ids of `span`, from the cache or from `tracing-opentelemetry`. `None` when no
+    /// OpenTelemetry layer is installed (then lines carry no ids).
+    fn ids_of<S>(&self, span: &SpanRef<'_, S>) -> Option<SpanIds>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        if let Some(ids) = span.extensions().get::<SpanIds>() {
+            return Some(*ids);
+        }
+        let dispatch = self.dispatch.get()?.upgrade()?;
+        let cx = tracing_opentelemetry::get_otel_context(&span.id(), &dispatch)?;
+        let otel_span = cx.span();
+        let sc = otel_span.span_context();
+        if !sc.is_valid() {
+            return None;
+        }
+        let ids = SpanIds {
+            trace_id: sc.trace_id(),
+            span_id: sc.span_id(),
+        };
+        span.extensions_mut().insert(ids);
+        Some(ids)
     }
-    let cx = tracing::dispatcher::get_default(|d| {
-        tracing_opentelemetry::get_otel_context(&span.id(), d)
-    })?;
-    let otel_span = cx.span();
-    let sc = otel_span.span_context();
-    if !sc.is_valid() {
-        return None;
-    }
-    let ids = SpanIds {
-        trace_id: sc.trace_id(),
-        span_id: sc.span_id(),
-    };
-    span.extensions_mut().insert(ids);
-    Some(ids)
 }

@@ -6,6 +6,7 @@
 //! [`Histogram`] handle kept in a read-mostly map looked up with a borrowed `&str` route.
 
 use std::hash::{Hash, Hasher};
+use std::sync::OnceLock;
 
 use hashbrown::{Equivalent, HashMap};
 use metrics::{Gauge, Histogram, Label};
@@ -124,35 +125,33 @@ impl From<&SeriesQuery<'_>> for SeriesKey {
 pub(crate) struct ServerMetrics {
     handle: MetricsHandle,
     durations: HistogramCache,
-    /// `http_server_active_requests`, by method × scheme.
-    active: Vec<Gauge>,
+    /// `http_server_active_requests`, by method × scheme, registered on first use so that
+    /// methods never seen do not show up as zero series.
+    active: [OnceLock<Gauge>; METHODS.len() * SCHEMES.len()],
 }
 
 impl ServerMetrics {
     pub(crate) fn new(handle: MetricsHandle) -> Self {
-        let mut active = Vec::with_capacity(METHODS.len() * SCHEMES.len());
-        for method in METHODS {
-            for scheme in SCHEMES {
-                active.push(handle.gauge(
-                    HTTP_SERVER_ACTIVE_REQUESTS,
-                    vec![
-                        Label::from_static_parts(LABEL_HTTP_REQUEST_METHOD, method),
-                        Label::from_static_parts(LABEL_URL_SCHEME, scheme),
-                    ],
-                ));
-            }
-        }
         Self {
             handle,
             durations: HistogramCache::default(),
-            active,
+            active: std::array::from_fn(|_| OnceLock::new()),
         }
     }
 
     /// The in-flight gauge for a method and scheme index.
     pub(crate) fn active(&self, method: u8, scheme: u8) -> &Gauge {
-        let i = usize::from(method) * SCHEMES.len() + usize::from(scheme);
-        &self.active[i.min(self.active.len() - 1)]
+        let method = usize::from(method).min(METHODS.len() - 1);
+        let scheme = usize::from(scheme).min(SCHEMES.len() - 1);
+        self.active[method * SCHEMES.len() + scheme].get_or_init(|| {
+            self.handle.gauge(
+                HTTP_SERVER_ACTIVE_REQUESTS,
+                vec![
+                    Label::from_static_parts(LABEL_HTTP_REQUEST_METHOD, METHODS[method]),
+                    Label::from_static_parts(LABEL_URL_SCHEME, SCHEMES[scheme]),
+                ],
+            )
+        })
     }
 
     /// The duration histogram of one series. `status` is `None` when no response was produced.

@@ -40,11 +40,13 @@ impl State {
         if !self.span.is_disabled() {
             if let Some(status) = status {
                 self.span
-                    .record("http.response.status_code", status.as_u16());
+                    .record("http.response.status_code", i64::from(status.as_u16()));
             }
             if error {
                 match status {
-                    Some(s) => self.span.record("error.type", s.as_u16()),
+                    Some(s) => self
+                        .span
+                        .record("error.type", tracing::field::display(s.as_u16())),
                     None => self.span.record("error.type", "_OTHER"),
                 };
                 self.span.record("otel.status_code", "error");
