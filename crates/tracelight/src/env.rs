@@ -10,8 +10,8 @@
 //!
 //! let env: HashMap<String, String> =
 //!     [("OTEL_SERVICE_NAME".to_owned(), "orders".to_owned())].into();
-//! assert_eq!(env.get("OTEL_SERVICE_NAME").as_deref(), Some("orders"));
-//! assert_eq!(env.get("RUST_LOG"), None);
+//! assert_eq!(EnvLookup::get(&env, "OTEL_SERVICE_NAME").as_deref(), Some("orders"));
+//! assert_eq!(EnvLookup::get(&env, "RUST_LOG"), None);
 //! ```
 
 use std::collections::HashMap;

@@ -1,6 +1,11 @@
 //! Spans exported over OTLP (gRPC and HTTP) to a loopback receiver, and the log lines that
 //! refer to them.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a panic is the failure report"
+)]
+
 #[path = "support/app.rs"]
 mod app;
 

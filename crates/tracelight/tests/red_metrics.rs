@@ -1,5 +1,10 @@
 //! The `/metrics` exposition after a scripted sequence of requests, pinned by a golden file.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a panic is the failure report"
+)]
+
 #[path = "support/app.rs"]
 mod app;
 

@@ -7,6 +7,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use http::{Request, Response};
+use opentelemetry::baggage::BaggageExt;
 use opentelemetry::trace::TraceContextExt;
 use tower_service::Service;
 use tracing::Span;
@@ -164,7 +165,8 @@ fn server_span<B>(
     let remote = parent.span().span_context().clone();
     match shared.inbound {
         InboundContext::Continue => {
-            if remote.is_valid() || parent.has_active_span() {
+            // Baggage alone (no valid remote span) still becomes the parent context.
+            if remote.is_valid() || !parent.baggage().is_empty() {
                 let _ = span.set_parent(parent);
             }
         }
