@@ -76,6 +76,9 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        if superseded(event.metadata()) {
+            return;
+        }
         let span = ctx.event_span(event);
         let ids = span.as_ref().and_then(|s| self.ids_of(s));
         let line = format::Line {
@@ -104,6 +107,16 @@ where
             Err(_) => write(&mut String::new()),
         });
     }
+}
+
+/// OpenTelemetry SDK events logged once per failed batch. The exporter wrapper in `trace.rs`
+/// reports an outage once when it starts and once when it ends, and counts the lost spans, so
+/// these per-batch repeats are dropped rather than flooding the log during an outage.
+const SUPERSEDED_SDK_EVENTS: [&str; 2] =
+    ["BatchSpanProcessor.ExportError", "Export.Failed.Exhausted"];
+
+fn superseded(meta: &tracing::Metadata<'_>) -> bool {
+    meta.target().starts_with("opentelemetry") && SUPERSEDED_SDK_EVENTS.contains(&meta.name())
 }
 
 impl<W> LogLayer<W> {

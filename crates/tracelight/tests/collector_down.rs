@@ -51,4 +51,10 @@ async fn an_outage_is_logged_once() {
     );
     assert_eq!(warnings[0]["level"], "WARN");
     assert!(warnings[0]["error"].as_str().is_some(), "{}", warnings[0]);
+    // The SDK's own per-batch error lines are superseded by that one line.
+    assert!(
+        !logs.contents().contains("BatchSpanProcessor.ExportError"),
+        "{}",
+        logs.contents()
+    );
 }
