@@ -156,3 +156,45 @@ async fn collector_down_over_http() {
 async fn collector_down_over_grpc() {
     collector_down(Protocol::Grpc).await;
 }
+
+/// Dropping `Telemetry` (no explicit shutdown) flushes within the deadline and returns, even on
+/// the runtime's own thread with a gRPC exporter whose I/O that thread would have to drive.
+async fn drop_returns(protocol: Protocol) {
+    let endpoint = closed_loopback_endpoint().await;
+    let endpoint = match protocol {
+        Protocol::Grpc => endpoint,
+        _ => format!("{endpoint}/v1/traces"),
+    };
+    let telemetry = tracelight::builder("orders")
+        .protocol(protocol)
+        .endpoint(endpoint)
+        .shutdown_timeout(Duration::from_millis(500))
+        .log_writer(LogCapture::new())
+        .env(HashMap::<String, String>::new())
+        .build()
+        .unwrap();
+    tracing::dispatcher::with_default(telemetry.dispatch(), || {
+        tracing::info_span!("unflushed").in_scope(|| {});
+    });
+    // If drop hung, this test could not fail by itself: a watchdog ends the process instead.
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if done_rx.recv_timeout(Duration::from_secs(20)).is_err() {
+            eprintln!("Telemetry::drop did not return within 20 s");
+            std::process::exit(101);
+        }
+    });
+    drop(telemetry);
+    done_tx.send(()).unwrap();
+    watchdog.join().unwrap();
+}
+
+#[tokio::test]
+async fn drop_returns_with_grpc_on_the_runtime_thread() {
+    drop_returns(Protocol::Grpc).await;
+}
+
+#[tokio::test]
+async fn drop_returns_with_http() {
+    drop_returns(Protocol::HttpProtobuf).await;
+}
