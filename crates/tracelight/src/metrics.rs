@@ -99,50 +99,32 @@ impl MetricsHandle {
 }
 
 fn describe(r: &PrometheusRecorder) {
-    let d = |name: &'static str, unit, text: &'static str| {
-        (
-            KeyName::from_const_str(name),
-            unit,
-            SharedString::const_str(text),
-        )
-    };
-    for (name, unit, text) in [
-        d(
-            names::HTTP_SERVER_REQUEST_DURATION,
-            Some(Unit::Seconds),
-            "Duration of HTTP server requests.",
-        ),
-        d(
-            names::HTTP_SERVER_ACTIVE_REQUESTS,
-            None,
-            "Number of active HTTP server requests.",
-        ),
-        d(
-            names::HTTP_CLIENT_REQUEST_DURATION,
-            Some(Unit::Seconds),
-            "Duration of HTTP client requests.",
-        ),
-        d(
-            names::HTTP_CLIENT_ACTIVE_REQUESTS,
-            None,
-            "Number of active HTTP client requests.",
-        ),
-    ] {
-        if name.as_str().ends_with("_seconds") {
-            r.describe_histogram(name, unit, text);
-        } else {
-            r.describe_gauge(name, unit, text);
-        }
-    }
-    r.describe_counter(
-        KeyName::from_const_str(names::SPANS_EXPORTED),
+    let name = KeyName::from_const_str;
+    let text = SharedString::const_str;
+    r.describe_histogram(
+        name(names::HTTP_SERVER_REQUEST_DURATION),
+        Some(Unit::Seconds),
+        text("Duration of HTTP server requests."),
+    );
+    r.describe_gauge(
+        name(names::HTTP_SERVER_ACTIVE_REQUESTS),
         None,
-        SharedString::const_str("Spans delivered to the OTLP endpoint."),
+        text("Number of active HTTP server requests."),
+    );
+    r.describe_histogram(
+        name(names::HTTP_CLIENT_REQUEST_DURATION),
+        Some(Unit::Seconds),
+        text("Duration of HTTP client requests."),
     );
     r.describe_counter(
-        KeyName::from_const_str(names::SPANS_EXPORT_FAILED),
+        name(names::SPANS_EXPORTED),
         None,
-        SharedString::const_str("Spans lost because an OTLP export failed."),
+        text("Spans delivered to the OTLP endpoint."),
+    );
+    r.describe_counter(
+        name(names::SPANS_EXPORT_FAILED),
+        None,
+        text("Spans lost because an OTLP export failed."),
     );
 }
 

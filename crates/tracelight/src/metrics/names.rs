@@ -11,8 +11,6 @@ pub const HTTP_SERVER_REQUEST_DURATION: &str = "http_server_request_duration_sec
 pub const HTTP_SERVER_ACTIVE_REQUESTS: &str = "http_server_active_requests";
 /// Histogram of outgoing request durations, seconds (`http.client.request.duration`).
 pub const HTTP_CLIENT_REQUEST_DURATION: &str = "http_client_request_duration_seconds";
-/// Gauge of in-flight outgoing requests (`http.client.active_requests`).
-pub const HTTP_CLIENT_ACTIVE_REQUESTS: &str = "http_client_active_requests";
 /// Counter of spans the exporter delivered.
 pub const SPANS_EXPORTED: &str = "tracelight_spans_exported_total";
 /// Counter of spans lost because an export failed (collector down, timeout, rejection).
