@@ -111,47 +111,26 @@ fn server_span<B>(
         .get(http::header::USER_AGENT)
         .and_then(|v| v.to_str().ok());
     let (server_address, server_port) = server_authority(req);
-    let span = match route {
-        Some(route) => tracing::info_span!(
-            target: "tracelight::http",
-            "HTTP request",
-            otel.name = format_args!("{name_method} {route}"),
-            otel.kind = "server",
-            http.request.method = method_str,
-            http.request.method_original = Empty,
-            http.route = route,
-            url.path = req.uri().path(),
-            url.scheme = SCHEMES[usize::from(scheme)],
-            network.protocol.version = protocol_version(req.version()),
-            user_agent.original = user_agent,
-            client.address = Empty,
-            server.address = server_address,
-            server.port = server_port.map(i64::from),
-            http.response.status_code = Empty,
-            error.type = Empty,
-            otel.status_code = Empty,
-            otel.status_description = Empty,
-        ),
-        None => tracing::info_span!(
-            target: "tracelight::http",
-            "HTTP request",
-            otel.name = name_method,
-            otel.kind = "server",
-            http.request.method = method_str,
-            http.request.method_original = Empty,
-            url.path = req.uri().path(),
-            url.scheme = SCHEMES[usize::from(scheme)],
-            network.protocol.version = protocol_version(req.version()),
-            user_agent.original = user_agent,
-            client.address = Empty,
-            server.address = server_address,
-            server.port = server_port.map(i64::from),
-            http.response.status_code = Empty,
-            error.type = Empty,
-            otel.status_code = Empty,
-            otel.status_description = Empty,
-        ),
-    };
+    let span = tracing::info_span!(
+        target: "tracelight::http",
+        "HTTP request",
+        otel.name = %SpanName { method: name_method, route },
+        otel.kind = "server",
+        http.request.method = method_str,
+        http.request.method_original = Empty,
+        http.route = route,
+        url.path = req.uri().path(),
+        url.scheme = SCHEMES[usize::from(scheme)],
+        network.protocol.version = protocol_version(req.version()),
+        user_agent.original = user_agent,
+        client.address = Empty,
+        server.address = server_address,
+        server.port = server_port.map(i64::from),
+        http.response.status_code = Empty,
+        error.type = Empty,
+        otel.status_code = Empty,
+        otel.status_description = Empty,
+    );
     if span.is_disabled() {
         return span;
     }
@@ -179,6 +158,21 @@ fn server_span<B>(
         }
     }
     span
+}
+
+/// The semconv span name: `{method} {route}`, or `{method}` without a route.
+struct SpanName<'a> {
+    method: &'a str,
+    route: Option<&'a str>,
+}
+
+impl fmt::Display for SpanName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.route {
+            Some(route) => write!(f, "{} {route}", self.method),
+            None => f.write_str(self.method),
+        }
+    }
 }
 
 /// `server.address` / `server.port` from the `Host` header (HTTP/1.1) or the URI (HTTP/2).
