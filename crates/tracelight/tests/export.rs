@@ -245,10 +245,27 @@ async fn five_hundreds_set_error_status() {
         reqwest::get(server.url("/health")).await.unwrap().status(),
         200
     );
+    let status = reqwest::get(server.url("/no/such/page"))
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 404);
     telemetry.shutdown().await;
 
-    let spans = receiver.wait_for_spans(1, Duration::from_secs(10)).await;
-    assert_eq!(spans.len(), 1, "/health is not traced: {spans:#?}");
+    let spans = receiver.wait_for_spans(2, Duration::from_secs(10)).await;
+    assert_eq!(spans.len(), 2, "/health is not traced: {spans:#?}");
+    // No route matched: the span is named after the method alone and has no http.route.
+    let unmatched = span(&spans, "GET");
+    assert!(unmatched.attr("http.route").is_none());
+    assert_eq!(
+        unmatched.attr("url.path").unwrap().as_str(),
+        Some("/no/such/page")
+    );
+    assert_eq!(
+        unmatched.span.status.as_ref().map_or(0, |s| s.code),
+        0,
+        "4xx is no server error"
+    );
     let srv = span(&spans, "GET /boom");
     assert_eq!(srv.span.status.as_ref().map(|s| s.code), Some(2));
     assert_eq!(
