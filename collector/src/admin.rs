@@ -1,0 +1,87 @@
+//! Admin endpoint: `/metrics` (Prometheus text), `/health` (liveness), `/ready` (readiness).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::{StatusCode, header};
+
+use crate::metrics::Metrics;
+use crate::pipeline::PipelineProbe;
+use crate::store::SpanStore;
+
+/// Readiness: true once the store is open and every receiver is bound; false again when
+/// shutdown starts.
+#[derive(Debug, Default)]
+pub struct Readiness(AtomicBool);
+
+impl Readiness {
+    /// Sets the flag.
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::SeqCst);
+    }
+
+    /// Reads the flag.
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct AdminState {
+    metrics: Arc<Metrics>,
+    store: Arc<dyn SpanStore>,
+    pipeline: PipelineProbe,
+    ready: Arc<Readiness>,
+}
+
+/// The admin router.
+pub fn router(
+    metrics: Arc<Metrics>,
+    store: Arc<dyn SpanStore>,
+    pipeline: PipelineProbe,
+    ready: Arc<Readiness>,
+) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_text))
+        .route("/health", get(health))
+        .route("/ready", get(readiness))
+        .with_state(AdminState {
+            metrics,
+            store,
+            pipeline,
+            ready,
+        })
+}
+
+async fn metrics_text(State(state): State<AdminState>) -> Response {
+    let store = Arc::clone(&state.store);
+    // Store statistics may touch disk in a durable store.
+    let stats = tokio::task::spawn_blocking(move || store.stats())
+        .await
+        .unwrap_or_default();
+    let body = state.metrics.render(stats, state.pipeline.queued());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+async fn health() -> Response {
+    (StatusCode::OK, "ok\n").into_response()
+}
+
+async fn readiness(State(state): State<AdminState>) -> Response {
+    if state.ready.get() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    }
+}

@@ -1,0 +1,315 @@
+//! Wiring: binds the listeners, starts the components, and shuts them down in order.
+//!
+//! Shutdown order (on the `shutdown` token, or when a server fails):
+//! 1. `/ready` turns false; the OTLP receivers stop accepting and finish in-flight requests;
+//! 2. the pipeline drains: every queued batch is written and answered;
+//! 3. the store is flushed;
+//! 4. the query and admin servers stop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{self, Readiness};
+use crate::config::{StorageBackend, ValidatedConfig};
+use crate::error::RunError;
+use crate::metrics::Metrics;
+use crate::pipeline::pipeline;
+use crate::query::{self, QueryState};
+use crate::receiver::{Ingest, grpc, http};
+use crate::store::{MemoryStore, SpanStore};
+
+/// How long the pipeline may take to drain at shutdown.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The addresses actually bound (useful with port 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BoundAddrs {
+    /// OTLP/gRPC.
+    pub grpc: SocketAddr,
+    /// OTLP/HTTP.
+    pub http: SocketAddr,
+    /// Query API.
+    pub query: SocketAddr,
+    /// Admin.
+    pub admin: SocketAddr,
+}
+
+/// A started collector.
+#[derive(Debug)]
+pub struct Running {
+    addrs: BoundAddrs,
+    metrics: Arc<Metrics>,
+    task: JoinHandle<Result<(), RunError>>,
+}
+
+impl Running {
+    /// The bound addresses.
+    pub fn addrs(&self) -> BoundAddrs {
+        self.addrs
+    }
+
+    /// The collector's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Waits until the collector has shut down (after the `shutdown` token is cancelled).
+    pub async fn wait(self) -> Result<(), RunError> {
+        self.task.await.unwrap_or_else(|e| {
+            Err(RunError::Panicked {
+                component: "supervisor",
+                message: e.to_string(),
+            })
+        })
+    }
+}
+
+/// Runs the collector until `shutdown` is cancelled, then shuts down in order.
+pub async fn run(config: ValidatedConfig, shutdown: CancellationToken) -> Result<(), RunError> {
+    start(config, shutdown).await?.wait().await
+}
+
+/// Binds and starts everything with the configured store; returns once serving.
+pub async fn start(
+    config: ValidatedConfig,
+    shutdown: CancellationToken,
+) -> Result<Running, RunError> {
+    let store: Arc<dyn SpanStore> = match config.backend() {
+        StorageBackend::Memory => {
+            Arc::new(MemoryStore::new(config.config().storage.memory_max_spans))
+        }
+    };
+    start_with_store(config, store, shutdown).await
+}
+
+async fn bind(component: &'static str, addr: SocketAddr) -> Result<TcpListener, RunError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| RunError::Bind {
+            component,
+            addr,
+            source,
+        })
+}
+
+fn local_addr(
+    component: &'static str,
+    listener: &TcpListener,
+    addr: SocketAddr,
+) -> Result<SocketAddr, RunError> {
+    listener.local_addr().map_err(|source| RunError::Bind {
+        component,
+        addr,
+        source,
+    })
+}
+
+/// Like [`start`], with a caller-provided store (tests, benchmarks, other engines).
+pub async fn start_with_store(
+    config: ValidatedConfig,
+    store: Arc<dyn SpanStore>,
+    shutdown: CancellationToken,
+) -> Result<Running, RunError> {
+    let c = config.config();
+    let grpc_listener = bind("otlp-grpc", c.receiver.grpc_listen).await?;
+    let http_listener = bind("otlp-http", c.receiver.http_listen).await?;
+    let query_listener = bind("query", c.query.listen).await?;
+    let admin_listener = bind("admin", c.admin.listen).await?;
+    let addrs = BoundAddrs {
+        grpc: local_addr("otlp-grpc", &grpc_listener, c.receiver.grpc_listen)?,
+        http: local_addr("otlp-http", &http_listener, c.receiver.http_listen)?,
+        query: local_addr("query", &query_listener, c.query.listen)?,
+        admin: local_addr("admin", &admin_listener, c.admin.listen)?,
+    };
+
+    let metrics = Arc::new(Metrics::default());
+    let (sender, worker) = pipeline(
+        c.pipeline.capacity,
+        Arc::clone(&store),
+        Arc::clone(&metrics),
+    );
+    let probe = sender.probe();
+    let worker = tokio::task::spawn_blocking(move || worker.run());
+    let ingest = Arc::new(Ingest::new(
+        sender,
+        Arc::clone(&metrics),
+        config.retry_after(),
+    ));
+    let ready = Arc::new(Readiness::default());
+    let max_bytes = c.receiver.max_request_bytes;
+
+    let receivers_stop = CancellationToken::new();
+    let servers_stop = CancellationToken::new();
+    let mut receivers: JoinSet<(&'static str, Result<(), RunError>)> = JoinSet::new();
+    let mut servers: JoinSet<(&'static str, Result<(), RunError>)> = JoinSet::new();
+
+    let grpc_service = grpc::service(Arc::clone(&ingest), max_bytes);
+    let grpc_layer = grpc::ResourceExhaustedLayer::new(Arc::clone(&metrics));
+    let stop = receivers_stop.clone();
+    receivers.spawn(async move {
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
+        let result = tonic::transport::Server::builder()
+            .layer(grpc_layer)
+            .add_service(grpc_service)
+            .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+            .await
+            .map_err(RunError::Grpc);
+        ("otlp-grpc", result)
+    });
+    receivers.spawn(serve_http(
+        "otlp-http",
+        http_listener,
+        http::router(Arc::clone(&ingest), max_bytes),
+        receivers_stop.clone(),
+    ));
+    servers.spawn(serve_http(
+        "query",
+        query_listener,
+        query::router(QueryState::new(Arc::clone(&store), Arc::clone(&metrics))),
+        servers_stop.clone(),
+    ));
+    servers.spawn(serve_http(
+        "admin",
+        admin_listener,
+        admin::router(
+            Arc::clone(&metrics),
+            Arc::clone(&store),
+            probe,
+            Arc::clone(&ready),
+        ),
+        servers_stop.clone(),
+    ));
+    ready.set(true);
+    tracing::info!(
+        otlp_grpc = %addrs.grpc,
+        otlp_http = %addrs.http,
+        query = %addrs.query,
+        admin = %addrs.admin,
+        "tracelight collector listening"
+    );
+
+    let supervisor = Supervisor {
+        receivers,
+        servers,
+        receivers_stop,
+        servers_stop,
+        ready,
+        ingest,
+        worker,
+        store,
+    };
+    let task = tokio::spawn(supervisor.run(shutdown));
+    Ok(Running {
+        addrs,
+        metrics,
+        task,
+    })
+}
+
+async fn serve_http(
+    component: &'static str,
+    listener: TcpListener,
+    router: axum::Router,
+    stop: CancellationToken,
+) -> (&'static str, Result<(), RunError>) {
+    let result = axum::serve(listener, router)
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await
+        .map_err(|source| RunError::Serve { component, source });
+    (component, result)
+}
+
+struct Supervisor {
+    receivers: JoinSet<(&'static str, Result<(), RunError>)>,
+    servers: JoinSet<(&'static str, Result<(), RunError>)>,
+    receivers_stop: CancellationToken,
+    servers_stop: CancellationToken,
+    ready: Arc<Readiness>,
+    ingest: Arc<Ingest>,
+    worker: JoinHandle<()>,
+    store: Arc<dyn SpanStore>,
+}
+
+/// Keeps the first error; logs the others.
+fn note(
+    first: &mut Option<RunError>,
+    joined: Result<(&'static str, Result<(), RunError>), tokio::task::JoinError>,
+    expected: bool,
+) {
+    let error = match joined {
+        Ok((_, Ok(()))) if expected => return,
+        Ok((component, Ok(()))) => RunError::Stopped(component),
+        Ok((_, Err(e))) => e,
+        Err(e) => RunError::Panicked {
+            component: "server",
+            message: e.to_string(),
+        },
+    };
+    tracing::error!(error = %error, "collector component failed");
+    first.get_or_insert(error);
+}
+
+impl Supervisor {
+    async fn run(mut self, shutdown: CancellationToken) -> Result<(), RunError> {
+        let mut first_error = None;
+        tokio::select! {
+            () = shutdown.cancelled() => tracing::info!("shutdown requested"),
+            Some(joined) = self.receivers.join_next() => note(&mut first_error, joined, false),
+            Some(joined) = self.servers.join_next() => note(&mut first_error, joined, false),
+        }
+        self.ready.set(false);
+
+        tracing::info!("stopping OTLP receivers");
+        self.receivers_stop.cancel();
+        while let Some(joined) = self.receivers.join_next().await {
+            note(&mut first_error, joined, true);
+        }
+        // The receivers held the other pipeline senders; this was the last one.
+        drop(self.ingest);
+
+        tracing::info!("draining pipeline");
+        match tokio::time::timeout(DRAIN_TIMEOUT, self.worker).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                first_error.get_or_insert(RunError::Panicked {
+                    component: "pipeline",
+                    message: e.to_string(),
+                });
+            }
+            Err(_) => {
+                first_error.get_or_insert(RunError::DrainTimeout(DRAIN_TIMEOUT));
+            }
+        }
+
+        let store = Arc::clone(&self.store);
+        match tokio::task::spawn_blocking(move || store.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                first_error.get_or_insert(RunError::Flush(e));
+            }
+            Err(e) => {
+                first_error.get_or_insert(RunError::Panicked {
+                    component: "store",
+                    message: e.to_string(),
+                });
+            }
+        }
+
+        self.servers_stop.cancel();
+        while let Some(joined) = self.servers.join_next().await {
+            note(&mut first_error, joined, true);
+        }
+        match first_error {
+            None => {
+                tracing::info!("collector stopped");
+                Ok(())
+            }
+            Some(e) => Err(e),
+        }
+    }
+}

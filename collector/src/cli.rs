@@ -1,0 +1,183 @@
+//! Command-line interface.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::config::{ConfigError, EnvLookup, Setting, ValidatedConfig, read_file, resolve};
+
+const AFTER_HELP: &str = "\
+Every setting can also come from a TOML file (--config) or a TRACELIGHT_* environment variable.
+Precedence: command line > environment > config file > defaults.
+
+Environment variables:
+  TRACELIGHT_CONFIG                        config file path
+  TRACELIGHT_STORAGE_BACKEND               --storage
+  TRACELIGHT_STORAGE_DATA_DIR              --data-dir
+  TRACELIGHT_STORAGE_MEMORY_MAX_SPANS      --memory-max-spans
+  TRACELIGHT_RECEIVER_GRPC_LISTEN          --otlp-grpc-listen
+  TRACELIGHT_RECEIVER_HTTP_LISTEN          --otlp-http-listen
+  TRACELIGHT_RECEIVER_MAX_REQUEST_BYTES    --max-request-bytes
+  TRACELIGHT_PIPELINE_CAPACITY             --pipeline-capacity
+  TRACELIGHT_PIPELINE_RETRY_AFTER_SECONDS  (file/env only) retry delay suggested on overload
+  TRACELIGHT_QUERY_LISTEN                  --query-listen
+  TRACELIGHT_ADMIN_LISTEN                  --admin-listen
+
+All listeners default to 127.0.0.1. To receive spans from a whole cluster, listen on all
+interfaces, e.g. --otlp-grpc-listen 0.0.0.0:4317 --otlp-http-listen 0.0.0.0:4318
+(and --query-listen 0.0.0.0:16686 for Grafana / Jaeger UI on other hosts).
+
+Log verbosity follows RUST_LOG (default: info).";
+
+/// Tracelight collector: receives OTLP traces and serves them through the Jaeger query API.
+#[derive(Debug, Clone, Default, Parser)]
+#[command(name = "tracelight-collector", version, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// TOML config file (unknown keys are an error).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Load and validate the configuration, print the effective settings, and exit.
+    #[arg(long)]
+    pub check_config: bool,
+
+    /// Storage engine. Only `memory` is available in this build (bounded by --memory-max-spans).
+    #[arg(long, value_name = "BACKEND")]
+    pub storage: Option<String>,
+
+    /// Data directory of the on-disk store [default: ./tracelight-data].
+    #[arg(long, value_name = "PATH")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Span cap of the memory store; oldest traces are evicted beyond it [default: 1000000].
+    #[arg(long, value_name = "N")]
+    pub memory_max_spans: Option<usize>,
+
+    /// OTLP/gRPC listen address [default: 127.0.0.1:4317].
+    #[arg(long, value_name = "ADDR")]
+    pub otlp_grpc_listen: Option<SocketAddr>,
+
+    /// OTLP/HTTP listen address (POST /v1/traces) [default: 127.0.0.1:4318].
+    #[arg(long, value_name = "ADDR")]
+    pub otlp_http_listen: Option<SocketAddr>,
+
+    /// Largest accepted export request in bytes, also after decompression [default: 67108864].
+    #[arg(long, value_name = "BYTES")]
+    pub max_request_bytes: Option<usize>,
+
+    /// Batches queued between receivers and store before clients get 503/UNAVAILABLE
+    /// [default: 64].
+    #[arg(long, value_name = "N")]
+    pub pipeline_capacity: Option<usize>,
+
+    /// Jaeger query API listen address (Grafana, Jaeger UI) [default: 127.0.0.1:16686].
+    #[arg(long, value_name = "ADDR")]
+    pub query_listen: Option<SocketAddr>,
+
+    /// Admin listen address: /metrics, /health, /ready [default: 127.0.0.1:8888].
+    #[arg(long, value_name = "ADDR")]
+    pub admin_listen: Option<SocketAddr>,
+}
+
+impl Cli {
+    /// Loads the file (if any), applies environment and flags, and validates.
+    pub fn load_config(&self, env: &dyn EnvLookup) -> Result<ValidatedConfig, ConfigError> {
+        let file = read_file(self.config.as_deref(), env)?;
+        resolve(file, env, &self.overrides())?.validate()
+    }
+
+    /// The flags that were given, as settings for [`crate::config::resolve`].
+    pub fn overrides(&self) -> Vec<(Setting, String)> {
+        let mut out = Vec::new();
+        let mut push = |setting, value: Option<String>| {
+            if let Some(v) = value {
+                out.push((setting, v));
+            }
+        };
+        push(Setting::StorageBackend, self.storage.clone());
+        push(
+            Setting::DataDir,
+            self.data_dir.as_ref().map(|p| p.display().to_string()),
+        );
+        push(
+            Setting::MemoryMaxSpans,
+            self.memory_max_spans.map(|n| n.to_string()),
+        );
+        push(
+            Setting::GrpcListen,
+            self.otlp_grpc_listen.map(|a| a.to_string()),
+        );
+        push(
+            Setting::HttpListen,
+            self.otlp_http_listen.map(|a| a.to_string()),
+        );
+        push(
+            Setting::MaxRequestBytes,
+            self.max_request_bytes.map(|n| n.to_string()),
+        );
+        push(
+            Setting::PipelineCapacity,
+            self.pipeline_capacity.map(|n| n.to_string()),
+        );
+        push(
+            Setting::QueryListen,
+            self.query_listen.map(|a| a.to_string()),
+        );
+        push(
+            Setting::AdminListen,
+            self.admin_listen.map(|a| a.to_string()),
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    #[test]
+    fn help_documents_every_option() {
+        Cli::command().debug_assert();
+        let help = Cli::command().render_long_help().to_string();
+        for flag in [
+            "--config",
+            "--check-config",
+            "--storage",
+            "--data-dir",
+            "--memory-max-spans",
+            "--otlp-grpc-listen",
+            "--otlp-http-listen",
+            "--max-request-bytes",
+            "--pipeline-capacity",
+            "--query-listen",
+            "--admin-listen",
+        ] {
+            assert!(help.contains(flag), "{flag} missing from --help");
+        }
+        for setting in Setting::ALL {
+            assert!(help.contains(&setting.env()), "{} missing", setting.env());
+        }
+    }
+
+    #[test]
+    fn overrides_carry_given_flags_only() {
+        let cli = Cli::try_parse_from([
+            "tracelight-collector",
+            "--storage",
+            "memory",
+            "--query-listen",
+            "0.0.0.0:16686",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.overrides(),
+            vec![
+                (Setting::StorageBackend, "memory".to_owned()),
+                (Setting::QueryListen, "0.0.0.0:16686".to_owned()),
+            ]
+        );
+    }
+}

@@ -1,0 +1,569 @@
+//! Configuration: a TOML file, `TRACELIGHT_*` environment variables and command-line flags.
+//!
+//! **Precedence: command line > environment > file > defaults**, applied in one place,
+//! [`resolve`]. Every setting has a dotted key (`receiver.grpc_listen`), an environment
+//! variable (`TRACELIGHT_RECEIVER_GRPC_LISTEN`) and usually a flag; see [`Setting`]. Unknown
+//! keys in the file are an error, and every error names the setting it is about.
+//!
+//! ```toml
+//! [storage]
+//! backend = "memory"            # only "memory" in this build
+//! data_dir = "./tracelight-data"
+//! memory_max_spans = 1000000
+//!
+//! [receiver]
+//! grpc_listen = "127.0.0.1:4317" # use "0.0.0.0:4317" to accept spans from the whole cluster
+//! http_listen = "127.0.0.1:4318"
+//! max_request_bytes = 67108864   # also applies after decompression
+//!
+//! [pipeline]
+//! capacity = 64                  # batches queued between receivers and store
+//! retry_after_seconds = 1
+//!
+//! [query]
+//! listen = "127.0.0.1:16686"
+//!
+//! [admin]
+//! listen = "127.0.0.1:8888"
+//! ```
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::receiver::limits::DEFAULT_MAX_REQUEST_BYTES;
+
+/// Environment variable naming the config file (the `--config` flag wins over it).
+pub const ENV_CONFIG: &str = "TRACELIGHT_CONFIG";
+/// Default OTLP/gRPC address.
+pub const DEFAULT_GRPC_LISTEN: &str = "127.0.0.1:4317";
+/// Default OTLP/HTTP address.
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:4318";
+/// Default query API address.
+pub const DEFAULT_QUERY_LISTEN: &str = "127.0.0.1:16686";
+/// Default admin address.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8888";
+/// Default data directory.
+pub const DEFAULT_DATA_DIR: &str = "./tracelight-data";
+/// Default span cap of the memory store.
+pub const DEFAULT_MEMORY_MAX_SPANS: usize = 1_000_000;
+/// Default pipeline queue length, in batches.
+pub const DEFAULT_PIPELINE_CAPACITY: usize = 64;
+
+/// Reads environment variables; implemented for the process environment and for maps.
+pub trait EnvLookup {
+    /// The value of `key`, if set.
+    fn get(&self, key: &str) -> Option<String>;
+}
+
+/// The real process environment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessEnv;
+
+impl EnvLookup for ProcessEnv {
+    fn get(&self, key: &str) -> Option<String> {
+        std::env::var(key).ok()
+    }
+}
+
+impl<S: std::hash::BuildHasher> EnvLookup for HashMap<String, String, S> {
+    fn get(&self, key: &str) -> Option<String> {
+        HashMap::get(self, key).cloned()
+    }
+}
+
+/// A configuration problem; the message names the setting.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The config file cannot be read.
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile {
+        /// File path.
+        path: PathBuf,
+        /// I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML or has unknown keys or wrong types.
+    #[error("invalid config file {path}: {source}")]
+    ParseFile {
+        /// File path.
+        path: PathBuf,
+        /// Parser error (names the key).
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    /// An environment variable or flag value does not parse.
+    #[error("{setting} (from {origin}): invalid value {value:?}: {reason}")]
+    Value {
+        /// Dotted setting key.
+        setting: &'static str,
+        /// `environment variable X` or `command line`.
+        origin: String,
+        /// The raw value.
+        value: String,
+        /// Why it does not parse.
+        reason: String,
+    },
+    /// A value parses but is not acceptable.
+    #[error("{setting}: {reason}")]
+    Invalid {
+        /// Dotted setting key.
+        setting: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Storage settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Storage engine: `memory` (the on-disk engine comes later).
+    pub backend: String,
+    /// Data directory of the on-disk engine (validated, unused by `memory`).
+    pub data_dir: PathBuf,
+    /// Span cap of the memory store; the oldest traces are evicted past it.
+    pub memory_max_spans: usize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            backend: "memory".to_owned(),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            memory_max_spans: DEFAULT_MEMORY_MAX_SPANS,
+        }
+    }
+}
+
+/// OTLP receiver settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReceiverConfig {
+    /// OTLP/gRPC listen address.
+    pub grpc_listen: SocketAddr,
+    /// OTLP/HTTP listen address.
+    pub http_listen: SocketAddr,
+    /// Largest accepted request, in bytes, before and after decompression.
+    pub max_request_bytes: usize,
+}
+
+impl Default for ReceiverConfig {
+    fn default() -> Self {
+        Self {
+            grpc_listen: addr(DEFAULT_GRPC_LISTEN),
+            http_listen: addr(DEFAULT_HTTP_LISTEN),
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+        }
+    }
+}
+
+/// Pipeline settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Batches queued between the receivers and the store; beyond it clients get 503.
+    pub capacity: usize,
+    /// Retry delay suggested to throttled clients, in seconds.
+    pub retry_after_seconds: u64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            capacity: DEFAULT_PIPELINE_CAPACITY,
+            retry_after_seconds: 1,
+        }
+    }
+}
+
+/// A listener setting (query API or admin).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenConfig {
+    /// Listen address.
+    pub listen: SocketAddr,
+}
+
+/// The whole configuration tree, as in the TOML file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `[storage]`.
+    pub storage: StorageConfig,
+    /// `[receiver]`.
+    pub receiver: ReceiverConfig,
+    /// `[pipeline]`.
+    pub pipeline: PipelineConfig,
+    /// `[query]`.
+    pub query: ListenConfig,
+    /// `[admin]`.
+    pub admin: ListenConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            storage: StorageConfig::default(),
+            receiver: ReceiverConfig::default(),
+            pipeline: PipelineConfig::default(),
+            query: ListenConfig {
+                listen: addr(DEFAULT_QUERY_LISTEN),
+            },
+            admin: ListenConfig {
+                listen: addr(DEFAULT_ADMIN_LISTEN),
+            },
+        }
+    }
+}
+
+fn addr(text: &str) -> SocketAddr {
+    // The defaults are literals that parse; fall back to an ephemeral port rather than panic.
+    text.parse()
+        .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)))
+}
+
+/// Every overridable setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Setting {
+    /// `storage.backend`.
+    StorageBackend,
+    /// `storage.data_dir`.
+    DataDir,
+    /// `storage.memory_max_spans`.
+    MemoryMaxSpans,
+    /// `receiver.grpc_listen`.
+    GrpcListen,
+    /// `receiver.http_listen`.
+    HttpListen,
+    /// `receiver.max_request_bytes`.
+    MaxRequestBytes,
+    /// `pipeline.capacity`.
+    PipelineCapacity,
+    /// `pipeline.retry_after_seconds`.
+    RetryAfterSeconds,
+    /// `query.listen`.
+    QueryListen,
+    /// `admin.listen`.
+    AdminListen,
+}
+
+impl Setting {
+    /// All settings.
+    pub const ALL: [Self; 10] = [
+        Self::StorageBackend,
+        Self::DataDir,
+        Self::MemoryMaxSpans,
+        Self::GrpcListen,
+        Self::HttpListen,
+        Self::MaxRequestBytes,
+        Self::PipelineCapacity,
+        Self::RetryAfterSeconds,
+        Self::QueryListen,
+        Self::AdminListen,
+    ];
+
+    /// Dotted key in the TOML file.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::StorageBackend => "storage.backend",
+            Self::DataDir => "storage.data_dir",
+            Self::MemoryMaxSpans => "storage.memory_max_spans",
+            Self::GrpcListen => "receiver.grpc_listen",
+            Self::HttpListen => "receiver.http_listen",
+            Self::MaxRequestBytes => "receiver.max_request_bytes",
+            Self::PipelineCapacity => "pipeline.capacity",
+            Self::RetryAfterSeconds => "pipeline.retry_after_seconds",
+            Self::QueryListen => "query.listen",
+            Self::AdminListen => "admin.listen",
+        }
+    }
+
+    /// Environment variable: `TRACELIGHT_` + the key in upper case, `.` → `_`.
+    pub fn env(self) -> String {
+        format!(
+            "TRACELIGHT_{}",
+            self.key().replace('.', "_").to_ascii_uppercase()
+        )
+    }
+
+    /// Parses `raw` into this setting of `config`.
+    fn apply(self, config: &mut Config, raw: &str, origin: &str) -> Result<(), ConfigError> {
+        fn parse<T: FromStr>(setting: Setting, raw: &str, origin: &str) -> Result<T, ConfigError>
+        where
+            T::Err: std::fmt::Display,
+        {
+            raw.trim().parse().map_err(|e: T::Err| ConfigError::Value {
+                setting: setting.key(),
+                origin: origin.to_owned(),
+                value: raw.to_owned(),
+                reason: e.to_string(),
+            })
+        }
+        match self {
+            Self::StorageBackend => config.storage.backend = raw.trim().to_owned(),
+            Self::DataDir => config.storage.data_dir = PathBuf::from(raw),
+            Self::MemoryMaxSpans => config.storage.memory_max_spans = parse(self, raw, origin)?,
+            Self::GrpcListen => config.receiver.grpc_listen = parse(self, raw, origin)?,
+            Self::HttpListen => config.receiver.http_listen = parse(self, raw, origin)?,
+            Self::MaxRequestBytes => config.receiver.max_request_bytes = parse(self, raw, origin)?,
+            Self::PipelineCapacity => config.pipeline.capacity = parse(self, raw, origin)?,
+            Self::RetryAfterSeconds => {
+                config.pipeline.retry_after_seconds = parse(self, raw, origin)?;
+            }
+            Self::QueryListen => config.query.listen = parse(self, raw, origin)?,
+            Self::AdminListen => config.admin.listen = parse(self, raw, origin)?,
+        }
+        Ok(())
+    }
+}
+
+/// Parses a TOML config file's text.
+pub fn parse_file(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::ParseFile {
+        path: path.to_owned(),
+        source: Box::new(e),
+    })
+}
+
+/// Reads the config file named by `cli_path`, else by `TRACELIGHT_CONFIG`; `None` if neither.
+pub fn read_file(
+    cli_path: Option<&Path>,
+    env: &dyn EnvLookup,
+) -> Result<Option<Config>, ConfigError> {
+    let Some(path) = cli_path
+        .map(Path::to_owned)
+        .or_else(|| env.get(ENV_CONFIG).map(PathBuf::from))
+    else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::ReadFile {
+        path: path.clone(),
+        source,
+    })?;
+    parse_file(&path, &text).map(Some)
+}
+
+/// **The precedence rule**: starts from `file` (itself defaults + the file's keys), then
+/// applies environment variables, then command-line values. Later sources win.
+pub fn resolve(
+    file: Option<Config>,
+    env: &dyn EnvLookup,
+    cli: &[(Setting, String)],
+) -> Result<Config, ConfigError> {
+    let mut config = file.unwrap_or_default();
+    for setting in Setting::ALL {
+        let name = setting.env();
+        if let Some(raw) = env.get(&name) {
+            setting.apply(&mut config, &raw, &format!("environment variable {name}"))?;
+        }
+    }
+    for (setting, raw) in cli {
+        setting.apply(&mut config, raw, "command line")?;
+    }
+    Ok(config)
+}
+
+/// The storage engine to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StorageBackend {
+    /// The bounded in-memory store.
+    Memory,
+}
+
+/// A configuration that passed [`Config::validate`].
+#[derive(Debug, Clone)]
+pub struct ValidatedConfig {
+    config: Config,
+    backend: StorageBackend,
+}
+
+impl ValidatedConfig {
+    /// The settings.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The storage engine.
+    pub fn backend(&self) -> StorageBackend {
+        self.backend
+    }
+
+    /// Retry delay for throttled clients.
+    pub fn retry_after(&self) -> Duration {
+        Duration::from_secs(self.config.pipeline.retry_after_seconds)
+    }
+}
+
+impl Config {
+    /// Checks every setting; the error names the first bad one.
+    pub fn validate(self) -> Result<ValidatedConfig, ConfigError> {
+        let invalid = |setting: Setting, reason: String| ConfigError::Invalid {
+            setting: setting.key(),
+            reason,
+        };
+        let backend = match self.storage.backend.as_str() {
+            "memory" => StorageBackend::Memory,
+            other => {
+                return Err(invalid(
+                    Setting::StorageBackend,
+                    format!("unsupported storage backend {other:?}; this build supports: memory"),
+                ));
+            }
+        };
+        let dir = &self.storage.data_dir;
+        if dir.as_os_str().is_empty() {
+            return Err(invalid(Setting::DataDir, "must not be empty".to_owned()));
+        }
+        if dir.exists() && !dir.is_dir() {
+            return Err(invalid(
+                Setting::DataDir,
+                format!("{} exists and is not a directory", dir.display()),
+            ));
+        }
+        if self.storage.memory_max_spans == 0 {
+            return Err(invalid(
+                Setting::MemoryMaxSpans,
+                "must be at least 1".to_owned(),
+            ));
+        }
+        if !(1024..=(1 << 31)).contains(&self.receiver.max_request_bytes) {
+            return Err(invalid(
+                Setting::MaxRequestBytes,
+                "must be between 1024 and 2147483648".to_owned(),
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.pipeline.capacity) {
+            return Err(invalid(
+                Setting::PipelineCapacity,
+                "must be between 1 and 1000000".to_owned(),
+            ));
+        }
+        if !(1..=3600).contains(&self.pipeline.retry_after_seconds) {
+            return Err(invalid(
+                Setting::RetryAfterSeconds,
+                "must be between 1 and 3600".to_owned(),
+            ));
+        }
+        let listeners = [
+            (Setting::GrpcListen, self.receiver.grpc_listen),
+            (Setting::HttpListen, self.receiver.http_listen),
+            (Setting::QueryListen, self.query.listen),
+            (Setting::AdminListen, self.admin.listen),
+        ];
+        for (i, (setting, a)) in listeners.iter().enumerate() {
+            if let Some((other, _)) = listeners[..i].iter().find(|(_, b)| a.port() != 0 && a == b) {
+                return Err(invalid(
+                    *setting,
+                    format!("{a} is already used by {}", other.key()),
+                ));
+            }
+        }
+        Ok(ValidatedConfig {
+            config: self,
+            backend,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_validate() {
+        let v = Config::default().validate().unwrap();
+        assert_eq!(
+            v.config().receiver.grpc_listen.to_string(),
+            DEFAULT_GRPC_LISTEN
+        );
+        assert_eq!(v.config().receiver.max_request_bytes, 64 * 1024 * 1024);
+        assert_eq!(v.backend(), StorageBackend::Memory);
+    }
+
+    #[test]
+    fn precedence_cli_over_env_over_file() {
+        let file = parse_file(
+            Path::new("t.toml"),
+            "[receiver]\ngrpc_listen = \"127.0.0.1:1\"\nhttp_listen = \"127.0.0.1:2\"\n\
+             [query]\nlisten = \"127.0.0.1:3\"\n",
+        )
+        .unwrap();
+        let env = env(&[
+            ("TRACELIGHT_RECEIVER_HTTP_LISTEN", "127.0.0.1:20"),
+            ("TRACELIGHT_QUERY_LISTEN", "127.0.0.1:30"),
+        ]);
+        let cli = [(Setting::QueryListen, "127.0.0.1:300".to_owned())];
+        let c = resolve(Some(file), &env, &cli).unwrap();
+        assert_eq!(c.receiver.grpc_listen.port(), 1); // file
+        assert_eq!(c.receiver.http_listen.port(), 20); // env over file
+        assert_eq!(c.query.listen.port(), 300); // cli over env
+        assert_eq!(c.admin.listen.port(), 8888); // default
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let e = parse_file(Path::new("t.toml"), "[receiver]\ngrpc_listn = \"x\"\n").unwrap_err();
+        assert!(e.to_string().contains("grpc_listn"), "{e}");
+        let e = resolve(None, &env(&[("TRACELIGHT_PIPELINE_CAPACITY", "many")]), &[]).unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "pipeline.capacity (from environment variable TRACELIGHT_PIPELINE_CAPACITY)"
+            ),
+            "{e}"
+        );
+        let c = resolve(
+            None,
+            &env(&[]),
+            &[(Setting::StorageBackend, "disk".to_owned())],
+        )
+        .unwrap();
+        let e = c.validate().unwrap_err();
+        assert!(
+            e.to_string().starts_with("storage.backend: unsupported"),
+            "{e}"
+        );
+        let mut c = Config::default();
+        c.admin.listen = c.query.listen;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("admin.listen:")
+        );
+        let mut c = Config::default();
+        c.receiver.max_request_bytes = 1;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("receiver.max_request_bytes")
+        );
+    }
+
+    #[test]
+    fn env_names_and_file_path_lookup() {
+        assert_eq!(
+            Setting::MemoryMaxSpans.env(),
+            "TRACELIGHT_STORAGE_MEMORY_MAX_SPANS"
+        );
+        assert!(read_file(None, &env(&[])).unwrap().is_none());
+        let e = read_file(None, &env(&[(ENV_CONFIG, "/nonexistent/tl.toml")])).unwrap_err();
+        assert!(matches!(e, ConfigError::ReadFile { .. }));
+    }
+}

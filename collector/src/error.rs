@@ -1,0 +1,51 @@
+//! The error of [`crate::run`].
+
+use std::net::SocketAddr;
+
+use crate::store::StoreError;
+
+/// Why the collector could not start or did not stop cleanly.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// A listener could not be bound.
+    #[error("cannot listen for {component} on {addr}: {source}")]
+    Bind {
+        /// `otlp-grpc`, `otlp-http`, `query` or `admin`.
+        component: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The socket error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An HTTP server failed while running.
+    #[error("{component} server failed: {source}")]
+    Serve {
+        /// The component.
+        component: &'static str,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The gRPC server failed while running.
+    #[error("otlp-grpc server failed: {0}")]
+    Grpc(#[source] tonic::transport::Error),
+    /// A server task ended without being asked to.
+    #[error("{0} server stopped unexpectedly")]
+    Stopped(&'static str),
+    /// A task panicked.
+    #[error("{component} task panicked: {message}")]
+    Panicked {
+        /// The component.
+        component: &'static str,
+        /// The join error text.
+        message: String,
+    },
+    /// The pipeline did not drain in time; queued spans may be lost.
+    #[error("pipeline did not drain within {0:?}")]
+    DrainTimeout(std::time::Duration),
+    /// The final store flush failed.
+    #[error("store flush failed: {0}")]
+    Flush(#[source] StoreError),
+}

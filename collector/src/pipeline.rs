@@ -1,0 +1,122 @@
+//! The bounded queue between the receivers and the store.
+//!
+//! A receiver [`submit`](PipelineSender::submit)s a converted batch and waits for the store's
+//! answer before acknowledging the client, so an acknowledged span is always stored (and, with
+//! a durable store, on disk). The queue holds at most `capacity` batches; when it is full the
+//! submission is refused at once ([`SubmitError::Full`]) and the receiver answers 503 /
+//! `UNAVAILABLE` with a retry delay instead of buffering more.
+//!
+//! One worker thread drains the queue, so store writes never run on the async runtime. It is
+//! also where group commit goes for the durable store: take every queued batch, write them,
+//! sync once, then answer all their senders.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::metrics::Metrics;
+use crate::model::SpanBatch;
+use crate::store::{SpanStore, StoreError};
+
+/// Why a batch was not stored.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubmitError {
+    /// The queue is full: the caller should ask the client to retry later.
+    #[error("pipeline queue is full")]
+    Full,
+    /// The pipeline is shutting down.
+    #[error("pipeline is closed")]
+    Closed,
+    /// The store refused the batch.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug)]
+struct Envelope {
+    batch: SpanBatch,
+    ack: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// The receivers' handle on the pipeline. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct PipelineSender {
+    tx: mpsc::Sender<Envelope>,
+}
+
+impl PipelineSender {
+    /// Queues a batch and waits until the store has it. Never waits for queue space.
+    pub async fn submit(&self, batch: SpanBatch) -> Result<(), SubmitError> {
+        let (ack, done) = oneshot::channel();
+        self.tx
+            .try_send(Envelope { batch, ack })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => SubmitError::Full,
+                mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
+            })?;
+        done.await.map_err(|_| SubmitError::Closed)??;
+        Ok(())
+    }
+
+    /// A handle that reads the queue depth without keeping the pipeline open.
+    pub fn probe(&self) -> PipelineProbe {
+        PipelineProbe {
+            tx: self.tx.downgrade(),
+        }
+    }
+}
+
+/// Reads the queue depth; does not count as a sender, so it never delays the drain.
+#[derive(Debug, Clone)]
+pub struct PipelineProbe {
+    tx: mpsc::WeakSender<Envelope>,
+}
+
+impl PipelineProbe {
+    /// Batches waiting in the queue (0 once the pipeline is closed).
+    pub fn queued(&self) -> usize {
+        self.tx
+            .upgrade()
+            .map_or(0, |tx| tx.max_capacity() - tx.capacity())
+    }
+}
+
+/// The consuming end; [`run`](PipelineWorker::run) it on a blocking thread.
+#[derive(Debug)]
+pub struct PipelineWorker {
+    rx: mpsc::Receiver<Envelope>,
+    store: Arc<dyn SpanStore>,
+    metrics: Arc<Metrics>,
+}
+
+/// Creates a pipeline holding at most `capacity` (≥ 1) batches.
+pub fn pipeline(
+    capacity: usize,
+    store: Arc<dyn SpanStore>,
+    metrics: Arc<Metrics>,
+) -> (PipelineSender, PipelineWorker) {
+    let (tx, rx) = mpsc::channel(capacity.max(1));
+    (PipelineSender { tx }, PipelineWorker { rx, store, metrics })
+}
+
+impl PipelineWorker {
+    /// Writes batches until every sender is gone and the queue is empty (the drain on
+    /// shutdown). Blocks the calling thread.
+    pub fn run(mut self) {
+        let mut batches = 0u64;
+        while let Some(Envelope { batch, ack }) = self.rx.blocking_recv() {
+            let started = Instant::now();
+            let result = self.store.write_batch(batch);
+            self.metrics.store_write_latency(started.elapsed());
+            if let Err(e) = &result {
+                tracing::error!(error = %e, "store write failed");
+            }
+            // The sender may have gone (client hung up); the batch is stored anyway.
+            let _ = ack.send(result);
+            batches += 1;
+        }
+        tracing::debug!(batches, "pipeline drained");
+    }
+}

@@ -1,0 +1,127 @@
+//! Span storage: the [`SpanStore`] contract and its implementations.
+//!
+//! The trait is synchronous on purpose: an on-disk engine does blocking I/O, so callers run it
+//! on a blocking thread (the pipeline worker is one; the query API uses
+//! [`tokio::task::spawn_blocking`]). [`SpanStore::write_batch`] returning `Ok` is the
+//! durability point: the receivers acknowledge a request only after it, so a durable store must
+//! have written (and fsynced, possibly as a group commit) the batch before returning.
+
+mod memory;
+
+use std::fmt;
+
+pub use memory::MemoryStore;
+
+use crate::model::{DependencyLink, SpanBatch, SpanKind, Trace, TraceId};
+
+/// Default number of traces a search returns.
+pub const DEFAULT_SEARCH_LIMIT: usize = 100;
+
+/// A failure of the storage engine.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The store was closed (shutdown in progress).
+    #[error("store is closed")]
+    Closed,
+    /// An I/O error of an on-disk engine.
+    #[error("store I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// An operation name with the span kind it was seen with.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Operation {
+    /// Operation (span) name.
+    pub name: String,
+    /// Span kind.
+    pub kind: SpanKind,
+}
+
+/// Trace search criteria. A trace matches when **one** of its spans meets all of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceQuery {
+    /// Service name; `None` searches every service.
+    pub service: Option<String>,
+    /// Operation (span) name.
+    pub operation: Option<String>,
+    /// Tags that must all match (span, resource or event attributes, or derived tags).
+    pub tags: Vec<(String, String)>,
+    /// Earliest span start, ns (inclusive).
+    pub start_min_ns: u64,
+    /// Latest span start, ns (inclusive).
+    pub start_max_ns: u64,
+    /// Minimum span duration, ns (inclusive).
+    pub duration_min_ns: Option<u64>,
+    /// Maximum span duration, ns (inclusive).
+    pub duration_max_ns: Option<u64>,
+    /// Maximum number of traces returned.
+    pub limit: usize,
+}
+
+impl Default for TraceQuery {
+    fn default() -> Self {
+        Self {
+            service: None,
+            operation: None,
+            tags: Vec::new(),
+            start_min_ns: 0,
+            start_max_ns: u64::MAX,
+            duration_min_ns: None,
+            duration_max_ns: None,
+            limit: DEFAULT_SEARCH_LIMIT,
+        }
+    }
+}
+
+impl TraceQuery {
+    /// Whether one span meets every criterion.
+    pub fn matches_span(&self, span: &crate::model::Span) -> bool {
+        self.service
+            .as_deref()
+            .is_none_or(|s| span.service_name() == s)
+            && self.operation.as_deref().is_none_or(|o| span.name == o)
+            && (self.start_min_ns..=self.start_max_ns).contains(&span.start_ns)
+            && self.duration_min_ns.is_none_or(|d| span.duration_ns() >= d)
+            && self.duration_max_ns.is_none_or(|d| span.duration_ns() <= d)
+            && self.tags.iter().all(|(k, v)| span.matches_tag(k, v))
+    }
+}
+
+/// Size figures for the admin metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Spans held.
+    pub spans: u64,
+    /// Traces held.
+    pub traces: u64,
+    /// Approximate bytes held (memory for the memory store, disk for a durable one).
+    pub bytes: u64,
+}
+
+/// A span store. See the module docs for the threading and durability contract.
+///
+/// Search results are ordered newest first: by the start time of the newest matching span,
+/// ties broken by higher trace id.
+pub trait SpanStore: Send + Sync + fmt::Debug + 'static {
+    /// Stores a batch; once this returns `Ok` the spans may be acknowledged to the sender.
+    fn write_batch(&self, batch: SpanBatch) -> Result<(), StoreError>;
+    /// All spans of one trace, or `None`.
+    fn get_trace(&self, trace_id: TraceId) -> Result<Option<Trace>, StoreError>;
+    /// Service names, sorted.
+    fn services(&self) -> Result<Vec<String>, StoreError>;
+    /// Operations of a service, sorted by (name, kind); `kind` filters when given.
+    fn operations(
+        &self,
+        service: &str,
+        kind: Option<SpanKind>,
+    ) -> Result<Vec<Operation>, StoreError>;
+    /// Traces matching `query`, newest first, at most `query.limit`.
+    fn find_traces(&self, query: &TraceQuery) -> Result<Vec<Trace>, StoreError>;
+    /// Cross-service call counts of traces having a span that starts in `[start_ns, end_ns]`.
+    fn dependencies(&self, start_ns: u64, end_ns: u64) -> Result<Vec<DependencyLink>, StoreError>;
+    /// Current size figures.
+    fn stats(&self) -> StoreStats;
+    /// Makes every written batch durable (no-op for memory); called once at shutdown.
+    fn flush(&self) -> Result<(), StoreError>;
+}
