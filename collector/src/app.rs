@@ -21,7 +21,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::pipeline;
 use crate::query::{self, QueryState};
 use crate::receiver::{Ingest, grpc, http};
-use crate::store::{MemoryStore, SpanStore};
+use crate::store::{EmbeddedStore, MemoryStore, SpanStore};
 
 /// How long the pipeline may take to drain at shutdown.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -82,6 +82,18 @@ pub async fn start(
     let store: Arc<dyn SpanStore> = match config.backend() {
         StorageBackend::Memory => {
             Arc::new(MemoryStore::new(config.config().storage.memory_max_spans))
+        }
+        StorageBackend::Embedded => {
+            let settings = config.embedded();
+            let dir = settings.dir.clone();
+            // Opening replays the write-ahead log: blocking I/O, off the async threads.
+            let opened = tokio::task::spawn_blocking(move || EmbeddedStore::open(settings))
+                .await
+                .map_err(|e| RunError::Panicked {
+                    component: "store",
+                    message: e.to_string(),
+                })?;
+            Arc::new(opened.map_err(|source| RunError::OpenStore { dir, source })?)
         }
     };
     start_with_store(config, store, shutdown).await

@@ -16,6 +16,8 @@ Environment variables:
   TRACELIGHT_STORAGE_BACKEND               --storage
   TRACELIGHT_STORAGE_DATA_DIR              --data-dir
   TRACELIGHT_STORAGE_MEMORY_MAX_SPANS      --memory-max-spans
+  TRACELIGHT_STORAGE_RETENTION_HOURS       --retention-hours
+  TRACELIGHT_STORAGE_MAX_DISK_BYTES        --max-disk-bytes
   TRACELIGHT_RECEIVER_GRPC_LISTEN          --otlp-grpc-listen
   TRACELIGHT_RECEIVER_HTTP_LISTEN          --otlp-http-listen
   TRACELIGHT_RECEIVER_MAX_REQUEST_BYTES    --max-request-bytes
@@ -28,7 +30,8 @@ All listeners default to 127.0.0.1. To receive spans from a whole cluster, liste
 interfaces, e.g. --otlp-grpc-listen 0.0.0.0:4317 --otlp-http-listen 0.0.0.0:4318
 (and --query-listen 0.0.0.0:16686 for Grafana / Jaeger UI on other hosts).
 
-Log verbosity follows RUST_LOG (default: info).";
+Log verbosity follows RUST_LOG (default: info); log format TRACELIGHT_LOG_FORMAT (json, pretty,
+compact). The collector's own spans are exported only if OTEL_TRACES_EXPORTER=otlp is set.";
 
 /// Tracelight collector: receives OTLP traces and serves them through the Jaeger query API.
 #[derive(Debug, Clone, Default, Parser)]
@@ -42,13 +45,23 @@ pub struct Cli {
     #[arg(long)]
     pub check_config: bool,
 
-    /// Storage engine. Only `memory` is available in this build (bounded by --memory-max-spans).
+    /// Storage engine: `embedded` (on disk in --data-dir, crash-safe) or `memory` (tests and
+    /// demos, bounded by --memory-max-spans) [default: embedded].
     #[arg(long, value_name = "BACKEND")]
     pub storage: Option<String>,
 
-    /// Data directory of the on-disk store [default: ./tracelight-data].
+    /// Data directory of the embedded store [default: ./tracelight-data].
     #[arg(long, value_name = "PATH")]
     pub data_dir: Option<PathBuf>,
+
+    /// Embedded store: delete spans older than this many hours [default: 168].
+    #[arg(long, value_name = "HOURS")]
+    pub retention_hours: Option<u64>,
+
+    /// Embedded store: cap on the data directory's size in bytes; the oldest data is deleted
+    /// first [default: 10737418240].
+    #[arg(long, value_name = "BYTES")]
+    pub max_disk_bytes: Option<u64>,
 
     /// Span cap of the memory store; oldest traces are evicted beyond it [default: 1000000].
     #[arg(long, value_name = "N")]
@@ -105,6 +118,14 @@ impl Cli {
             self.memory_max_spans.map(|n| n.to_string()),
         );
         push(
+            Setting::RetentionHours,
+            self.retention_hours.map(|n| n.to_string()),
+        );
+        push(
+            Setting::MaxDiskBytes,
+            self.max_disk_bytes.map(|n| n.to_string()),
+        );
+        push(
             Setting::GrpcListen,
             self.otlp_grpc_listen.map(|a| a.to_string()),
         );
@@ -148,6 +169,8 @@ mod tests {
             "--storage",
             "--data-dir",
             "--memory-max-spans",
+            "--retention-hours",
+            "--max-disk-bytes",
             "--otlp-grpc-listen",
             "--otlp-http-listen",
             "--max-request-bytes",

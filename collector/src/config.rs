@@ -7,9 +7,11 @@
 //!
 //! ```toml
 //! [storage]
-//! backend = "memory"            # only "memory" in this build
+//! backend = "embedded"          # on-disk, crash-safe (default); "memory" for tests and demos
 //! data_dir = "./tracelight-data"
-//! memory_max_spans = 1000000
+//! retention_hours = 168          # 7 days
+//! max_disk_bytes = 10737418240   # 10 GiB; the oldest data goes first
+//! memory_max_spans = 1000000     # cap of the memory store
 //!
 //! [receiver]
 //! grpc_listen = "127.0.0.1:4317" # use "0.0.0.0:4317" to accept spans from the whole cluster
@@ -36,6 +38,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::receiver::limits::DEFAULT_MAX_REQUEST_BYTES;
+use crate::store::EmbeddedConfig;
 
 /// Environment variable naming the config file (the `--config` flag wins over it).
 pub const ENV_CONFIG: &str = "TRACELIGHT_CONFIG";
@@ -51,6 +54,12 @@ pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8888";
 pub const DEFAULT_DATA_DIR: &str = "./tracelight-data";
 /// Default span cap of the memory store.
 pub const DEFAULT_MEMORY_MAX_SPANS: usize = 1_000_000;
+/// Default retention of the embedded store, hours (7 days).
+pub const DEFAULT_RETENTION_HOURS: u64 = 7 * 24;
+/// Default disk cap of the embedded store (10 GiB).
+pub const DEFAULT_MAX_DISK_BYTES: u64 = 10 << 30;
+/// Smallest accepted disk cap (64 MiB).
+pub const MIN_MAX_DISK_BYTES: u64 = 64 << 20;
 /// Default pipeline queue length, in batches.
 pub const DEFAULT_PIPELINE_CAPACITY: usize = 64;
 
@@ -124,10 +133,14 @@ pub enum ConfigError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
-    /// Storage engine: `memory` (the on-disk engine comes later).
+    /// Storage engine: `embedded` (on disk, the default) or `memory`.
     pub backend: String,
-    /// Data directory of the on-disk engine (validated, unused by `memory`).
+    /// Data directory of the embedded engine (validated, unused by `memory`).
     pub data_dir: PathBuf,
+    /// Embedded engine: spans older than this many hours are deleted.
+    pub retention_hours: u64,
+    /// Embedded engine: upper bound of the data directory's size; the oldest data goes first.
+    pub max_disk_bytes: u64,
     /// Span cap of the memory store; the oldest traces are evicted past it.
     pub memory_max_spans: usize,
 }
@@ -135,8 +148,10 @@ pub struct StorageConfig {
 impl Default for StorageConfig {
     fn default() -> Self {
         Self {
-            backend: "memory".to_owned(),
+            backend: "embedded".to_owned(),
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            retention_hours: DEFAULT_RETENTION_HOURS,
+            max_disk_bytes: DEFAULT_MAX_DISK_BYTES,
             memory_max_spans: DEFAULT_MEMORY_MAX_SPANS,
         }
     }
@@ -239,6 +254,10 @@ pub enum Setting {
     DataDir,
     /// `storage.memory_max_spans`.
     MemoryMaxSpans,
+    /// `storage.retention_hours`.
+    RetentionHours,
+    /// `storage.max_disk_bytes`.
+    MaxDiskBytes,
     /// `receiver.grpc_listen`.
     GrpcListen,
     /// `receiver.http_listen`.
@@ -257,10 +276,12 @@ pub enum Setting {
 
 impl Setting {
     /// All settings.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 12] = [
         Self::StorageBackend,
         Self::DataDir,
         Self::MemoryMaxSpans,
+        Self::RetentionHours,
+        Self::MaxDiskBytes,
         Self::GrpcListen,
         Self::HttpListen,
         Self::MaxRequestBytes,
@@ -276,6 +297,8 @@ impl Setting {
             Self::StorageBackend => "storage.backend",
             Self::DataDir => "storage.data_dir",
             Self::MemoryMaxSpans => "storage.memory_max_spans",
+            Self::RetentionHours => "storage.retention_hours",
+            Self::MaxDiskBytes => "storage.max_disk_bytes",
             Self::GrpcListen => "receiver.grpc_listen",
             Self::HttpListen => "receiver.http_listen",
             Self::MaxRequestBytes => "receiver.max_request_bytes",
@@ -311,6 +334,8 @@ impl Setting {
             Self::StorageBackend => config.storage.backend = raw.trim().to_owned(),
             Self::DataDir => config.storage.data_dir = PathBuf::from(raw),
             Self::MemoryMaxSpans => config.storage.memory_max_spans = parse(self, raw, origin)?,
+            Self::RetentionHours => config.storage.retention_hours = parse(self, raw, origin)?,
+            Self::MaxDiskBytes => config.storage.max_disk_bytes = parse(self, raw, origin)?,
             Self::GrpcListen => config.receiver.grpc_listen = parse(self, raw, origin)?,
             Self::HttpListen => config.receiver.http_listen = parse(self, raw, origin)?,
             Self::MaxRequestBytes => config.receiver.max_request_bytes = parse(self, raw, origin)?,
@@ -375,6 +400,8 @@ pub fn resolve(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum StorageBackend {
+    /// The on-disk, crash-safe store in the data directory.
+    Embedded,
     /// The bounded in-memory store.
     Memory,
 }
@@ -397,6 +424,15 @@ impl ValidatedConfig {
         self.backend
     }
 
+    /// Settings of the embedded store.
+    pub fn embedded(&self) -> EmbeddedConfig {
+        let s = &self.config.storage;
+        let mut e = EmbeddedConfig::new(&s.data_dir);
+        e.retention = Duration::from_secs(s.retention_hours * 3600);
+        e.max_disk_bytes = s.max_disk_bytes;
+        e
+    }
+
     /// Retry delay for throttled clients.
     pub fn retry_after(&self) -> Duration {
         Duration::from_secs(self.config.pipeline.retry_after_seconds)
@@ -411,14 +447,27 @@ impl Config {
             reason,
         };
         let backend = match self.storage.backend.as_str() {
+            "embedded" => StorageBackend::Embedded,
             "memory" => StorageBackend::Memory,
             other => {
                 return Err(invalid(
                     Setting::StorageBackend,
-                    format!("unsupported storage backend {other:?}; this build supports: memory"),
+                    format!("unsupported storage backend {other:?}; expected embedded or memory"),
                 ));
             }
         };
+        if !(1..=24 * 365 * 10).contains(&self.storage.retention_hours) {
+            return Err(invalid(
+                Setting::RetentionHours,
+                "must be between 1 and 87600 (10 years)".to_owned(),
+            ));
+        }
+        if self.storage.max_disk_bytes < MIN_MAX_DISK_BYTES {
+            return Err(invalid(
+                Setting::MaxDiskBytes,
+                format!("must be at least {MIN_MAX_DISK_BYTES} (64 MiB)"),
+            ));
+        }
         let dir = &self.storage.data_dir;
         if dir.as_os_str().is_empty() {
             return Err(invalid(Setting::DataDir, "must not be empty".to_owned()));
@@ -493,7 +542,8 @@ mod tests {
             DEFAULT_GRPC_LISTEN
         );
         assert_eq!(v.config().receiver.max_request_bytes, 64 * 1024 * 1024);
-        assert_eq!(v.backend(), StorageBackend::Memory);
+        assert_eq!(v.backend(), StorageBackend::Embedded);
+        assert_eq!(v.config().storage.retention_hours, 168);
     }
 
     #[test]

@@ -45,6 +45,15 @@ pub enum RunError {
     /// The pipeline did not drain in time; queued spans may be lost.
     #[error("pipeline did not drain within {0:?}")]
     DrainTimeout(std::time::Duration),
+    /// The store could not be opened (or its write-ahead log not replayed).
+    #[error("cannot open the store in {}: {source}", dir.display())]
+    OpenStore {
+        /// The data directory.
+        dir: std::path::PathBuf,
+        /// The store's error.
+        #[source]
+        source: StoreError,
+    },
     /// The final store flush failed.
     #[error("store flush failed: {0}")]
     Flush(#[source] StoreError),

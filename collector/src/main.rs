@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use tokio_util::sync::CancellationToken;
+use tracelight::env::{ENV_TRACES_EXPORTER, EnvLookup, SystemEnv};
 use tracelight_collector::cli::Cli;
 use tracelight_collector::config::ProcessEnv;
 
@@ -32,64 +33,67 @@ fn main() -> ExitCode {
             }
         }
     }
-    // The team lead switches this to `tracelight::builder("tracelight-collector")` later.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => {
-            tracing::error!(error = %e, "cannot start the async runtime");
+            eprintln!("tracelight-collector: cannot start the async runtime: {e}");
             return ExitCode::from(1);
         }
     };
-    let result = runtime.block_on(async {
+    runtime.block_on(async {
+        // The collector's own logs, traces and metrics, through tracelight. Its spans are not
+        // exported unless OTEL_TRACES_EXPORTER asks for it: by default the OTLP endpoint would
+        // be this collector itself, and exporting to yourself is a feedback loop.
+        let env = EnvWithDefaults {
+            env: SystemEnv,
+            defaults: &[(ENV_TRACES_EXPORTER, "none")],
+        };
+        let telemetry = match tracelight::builder("tracelight-collector")
+            .service_version(env!("CARGO_PKG_VERSION"))
+            .env(env)
+            .init()
+        {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("tracelight-collector: telemetry configuration error: {e}");
+                return ExitCode::from(2);
+            }
+        };
         let shutdown = CancellationToken::new();
-        tokio::spawn(wait_for_signal(shutdown.clone()));
-        tracelight_collector::run(config, shutdown).await
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %e, "collector failed");
-            ExitCode::from(1)
-        }
-    }
+        let signal = shutdown.clone();
+        tokio::spawn(async move {
+            tracelight::shutdown_signal().await;
+            signal.cancel();
+        });
+        let result = tracelight_collector::run(config, shutdown).await;
+        let code = match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = %e, "collector failed");
+                ExitCode::from(1)
+            }
+        };
+        telemetry.shutdown().await;
+        code
+    })
 }
 
-/// Cancels `shutdown` on Ctrl-C or SIGTERM.
-async fn wait_for_signal(shutdown: CancellationToken) {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::warn!(error = %e, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
+/// The process environment, with fallbacks for variables it does not set.
+struct EnvWithDefaults {
+    env: SystemEnv,
+    defaults: &'static [(&'static str, &'static str)],
+}
+
+impl EnvLookup for EnvWithDefaults {
+    fn get(&self, key: &str) -> Option<String> {
+        self.env.get(key).or_else(|| {
+            self.defaults
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| (*v).to_owned())
+        })
     }
-    tracing::info!("signal received, shutting down");
-    shutdown.cancel();
 }

@@ -6,10 +6,12 @@
 //! durability point: the receivers acknowledge a request only after it, so a durable store must
 //! have written (and fsynced, possibly as a group commit) the batch before returning.
 
+mod embedded;
 mod memory;
 
 use std::fmt;
 
+pub use embedded::{EmbeddedConfig, EmbeddedStore};
 pub use memory::MemoryStore;
 
 use crate::model::{DependencyLink, SpanBatch, SpanKind, Trace, TraceId};

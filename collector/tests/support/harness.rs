@@ -57,6 +57,9 @@ pub(crate) fn test_config() -> Config {
     c.receiver.http_listen = any;
     c.query.listen = any;
     c.admin.listen = any;
+    // The memory store: tests run in parallel and must not share a data directory. Tests of the
+    // embedded store give it a directory of their own.
+    c.storage.backend = "memory".to_owned();
     c.storage.data_dir = std::env::temp_dir().join("tracelight-collector-tests");
     c
 }

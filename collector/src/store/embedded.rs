@@ -1,0 +1,276 @@
+//! The default on-disk store: a write-ahead log, zstd-compressed span blocks in append-only
+//! segment files, and small in-memory summaries that let queries skip most blocks.
+//!
+//! Design and measurements: `collector/docs/storage.md`.
+//!
+//! # Data directory
+//!
+//! ```text
+//! wal.log              batches acknowledged since the last block (checksummed records)
+//! seg-0000000001.tld   blocks of ~4096 spans, zstd, each with a summary and a tag filter
+//! seg-0000000002.tld   ...
+//! ```
+//!
+//! # Durability
+//!
+//! [`SpanStore::write_batch`] hands the encoded batch to one writer thread, which appends every
+//! queued batch to the WAL, calls `fdatasync` once for all of them (group commit), and only then
+//! answers. When enough spans have accumulated the writer compresses them into a block, appends
+//! it to the current segment, fsyncs it, and empties the WAL. On open, torn tails of the WAL and
+//! of the segments are truncated, records failing their checksum are skipped and counted (with
+//! an error log), and WAL records not yet covered by a block are replayed.
+//!
+//! # Retention
+//!
+//! Whole segments are deleted when their newest span ended before the retention horizon, and
+//! the oldest segments are deleted while the directory is over `max_disk_bytes`. Checked after
+//! every block, on [`SpanStore::flush`] and every `retention_check_interval`.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use tracelight_collector::store::{EmbeddedConfig, EmbeddedStore, SpanStore};
+//!
+//! # fn main() -> Result<(), tracelight_collector::store::StoreError> {
+//! let mut config = EmbeddedConfig::new("./tracelight-data");
+//! config.max_disk_bytes = 2 << 30;
+//! let store = EmbeddedStore::open(config)?;
+//! println!("{} spans stored", store.stats().spans);
+//! store.flush()?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod block;
+mod codec;
+mod query;
+mod record;
+mod state;
+mod writer;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+
+use super::{Operation, SpanStore, StoreError, StoreStats, TraceQuery};
+use crate::model::{DependencyLink, SpanBatch, SpanKind, Trace, TraceId};
+use state::State;
+use writer::{Command, Writer};
+
+/// Batches that may wait for the writer thread before `write_batch` blocks.
+const QUEUE_DEPTH: usize = 64;
+
+/// Configuration of an [`EmbeddedStore`]. Build with [`EmbeddedConfig::new`], then adjust fields.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct EmbeddedConfig {
+    /// Data directory; created when missing. One store per directory at a time.
+    pub dir: PathBuf,
+    /// Spans whose trace segment ended longer ago than this are deleted (default 7 days).
+    pub retention: Duration,
+    /// Upper bound of the directory size; the oldest segments are deleted above it. The
+    /// directory may exceed it by up to one segment (an eighth of the cap at most) and the WAL.
+    pub max_disk_bytes: u64,
+    /// Spans per block: more compress better, fewer make reads cheaper (default 4096).
+    pub block_spans: usize,
+    /// Target segment file size, the unit of deletion (default 64 MiB, at most
+    /// `max_disk_bytes / 8`).
+    pub segment_bytes: u64,
+    /// Memory for decompressed blocks and tag filters kept for queries (default 32 MiB).
+    pub cache_bytes: usize,
+    /// zstd level of blocks (default 3).
+    pub compression_level: i32,
+    /// How often retention runs when no block is being written (default 60 s).
+    pub retention_check_interval: Duration,
+}
+
+impl EmbeddedConfig {
+    /// Default retention: 7 days.
+    pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+    /// Default disk cap: 10 GiB.
+    pub const DEFAULT_MAX_DISK_BYTES: u64 = 10 << 30;
+    /// Default number of spans per block.
+    pub const DEFAULT_BLOCK_SPANS: usize = 4096;
+    /// Default segment file size.
+    pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
+    /// Default size of the decompressed-block cache.
+    pub const DEFAULT_CACHE_BYTES: usize = 32 << 20;
+    /// Default zstd level of blocks.
+    pub const DEFAULT_COMPRESSION_LEVEL: i32 = 3;
+
+    /// Defaults for a store in `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            retention: Self::DEFAULT_RETENTION,
+            max_disk_bytes: Self::DEFAULT_MAX_DISK_BYTES,
+            block_spans: Self::DEFAULT_BLOCK_SPANS,
+            segment_bytes: Self::DEFAULT_SEGMENT_BYTES,
+            cache_bytes: Self::DEFAULT_CACHE_BYTES,
+            compression_level: Self::DEFAULT_COMPRESSION_LEVEL,
+            retention_check_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What readers and the writer thread share.
+#[derive(Debug)]
+struct Shared {
+    state: RwLock<State>,
+    reader: state::Reader,
+}
+
+/// The crash-safe on-disk [`SpanStore`]. See the module docs.
+#[derive(Debug)]
+pub struct EmbeddedStore {
+    shared: Arc<Shared>,
+    tx: SyncSender<Command>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store in `config.dir`, recovering from a crash if needed: torn
+    /// tails are truncated, corrupt records skipped and logged, the WAL replayed.
+    ///
+    /// Only one store may use a directory at a time.
+    pub fn open(config: EmbeddedConfig) -> Result<Self, StoreError> {
+        let mut config = config;
+        config.block_spans = config.block_spans.max(1);
+        config.retention_check_interval = config
+            .retention_check_interval
+            .max(Duration::from_millis(10));
+        let shared = Arc::new(Shared {
+            state: RwLock::new(State::default()),
+            reader: state::Reader::new(config.cache_bytes),
+        });
+        let writer = Writer::open(config, Arc::clone(&shared))?;
+        let (tx, rx) = sync_channel(QUEUE_DEPTH);
+        let handle = std::thread::Builder::new()
+            .name("span-store-writer".to_owned())
+            .spawn(move || writer.run(rx))?;
+        Ok(Self {
+            shared,
+            tx,
+            writer: Mutex::new(Some(handle)),
+        })
+    }
+
+    fn call(&self, make: impl FnOnce(writer::Reply) -> Command) -> Result<(), StoreError> {
+        let (reply, rx) = sync_channel(1);
+        self.tx.send(make(reply)).map_err(|_| StoreError::Closed)?;
+        rx.recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// Records that failed their checksum or could not be decoded since open (each is logged).
+    pub fn corrupt_records(&self) -> u64 {
+        self.shared.reader.corrupt.load(Ordering::Relaxed)
+    }
+
+    /// Applies retention now (it also runs on its own; see [`EmbeddedConfig`]).
+    pub fn enforce_retention(&self) -> Result<(), StoreError> {
+        self.call(Command::Retention)
+    }
+
+    /// Test support: stops the store the way a crash would, without sealing the recent spans
+    /// into a block (they stay only in the WAL). With `mid_seal`, a block is written and
+    /// fsynced but the WAL is left untouched, the narrowest crash window of a seal.
+    #[doc(hidden)]
+    pub fn simulate_crash(self, mid_seal: bool) -> Result<(), StoreError> {
+        let r = self.call(|reply| Command::Crash { mid_seal, reply });
+        self.join();
+        r
+    }
+
+    fn join(&self) {
+        if let Some(handle) = self.writer.lock().take()
+            && handle.join().is_err()
+        {
+            tracing::error!("the span store writer thread panicked");
+        }
+    }
+}
+
+impl Drop for EmbeddedStore {
+    fn drop(&mut self) {
+        if self.writer.lock().is_some() {
+            if let Err(e) = self.call(Command::Shutdown) {
+                tracing::error!(error = %e, "sealing the span store at shutdown failed");
+            }
+            self.join();
+        }
+    }
+}
+
+impl SpanStore for EmbeddedStore {
+    fn write_batch(&self, batch: SpanBatch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let data = codec::encode_spans(&batch.spans);
+        let crc = record::crc(&data);
+        self.call(|reply| Command::Write {
+            data,
+            crc,
+            spans: batch.spans,
+            reply,
+        })
+    }
+
+    fn get_trace(&self, trace_id: TraceId) -> Result<Option<Trace>, StoreError> {
+        query::get_trace(&self.shared, trace_id)
+    }
+
+    fn services(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self.shared.state.read().services())
+    }
+
+    fn operations(
+        &self,
+        service: &str,
+        kind: Option<SpanKind>,
+    ) -> Result<Vec<Operation>, StoreError> {
+        Ok(self.shared.state.read().operations(service, kind))
+    }
+
+    fn find_traces(&self, query: &TraceQuery) -> Result<Vec<Trace>, StoreError> {
+        query::find_traces(&self.shared, query)
+    }
+
+    fn dependencies(&self, start_ns: u64, end_ns: u64) -> Result<Vec<DependencyLink>, StoreError> {
+        query::dependencies(&self.shared, start_ns, end_ns)
+    }
+
+    /// `traces` is approximate: a trace whose spans landed in several blocks counts once per
+    /// block.
+    fn stats(&self) -> StoreStats {
+        let st = self.shared.state.read();
+        let recent: HashSet<TraceId> = st.memtable.iter().map(|s| s.trace_id).collect();
+        StoreStats {
+            spans: st
+                .blocks
+                .iter()
+                .map(|b| u64::from(b.meta.spans))
+                .sum::<u64>()
+                + st.memtable.len() as u64,
+            traces: st
+                .blocks
+                .iter()
+                .map(|b| u64::from(b.meta.traces))
+                .sum::<u64>()
+                + recent.len() as u64,
+            bytes: st.disk_bytes(),
+        }
+    }
+
+    /// Seals the recent spans into a block (they are already durable in the WAL) and applies
+    /// retention.
+    fn flush(&self) -> Result<(), StoreError> {
+        self.call(Command::Flush)
+    }
+}

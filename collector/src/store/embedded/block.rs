@@ -1,0 +1,386 @@
+//! Blocks: a few thousand spans, zstd-compressed, with a summary that lets queries skip them.
+//!
+//! The summary (record meta) holds the WAL sequence covered, time and duration ranges, the
+//! (service, operation, kind) counts and a Bloom filter of the trace ids; the record's aux part
+//! holds a Bloom filter of the searchable `key=value` tags. Both filters are deliberately
+//! small: a false positive only costs decoding one block.
+
+use std::sync::Arc;
+
+use super::codec::{DecodeError, FxMap, Reader, encode_spans, put_varint};
+use crate::model::{AttrValue, KeyValue, Resource, Scope, Span, SpanKind, StatusCode, TraceId};
+
+/// Block format version stored in the summary.
+const VERSION: u8 = 1;
+/// Bits per trace id in the trace filter (k = 8: about 0.05 % false positives).
+const TRACE_BITS: usize = 16;
+const TRACE_K: u32 = 8;
+/// Bits per distinct tag in the tag filter (k = 5: about 1 % false positives).
+const TAG_BITS: usize = 10;
+const TAG_K: u32 = 5;
+/// Largest decompressed block accepted (a larger summary value means corruption).
+pub(crate) const MAX_RAW_LEN: u64 = 512 << 20;
+
+// === hashing (stable across builds: the filters are persisted) ===
+
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn hash_bytes(seed: u64, bytes: &[u8]) -> u64 {
+    let mut h = mix(seed ^ bytes.len() as u64);
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = mix(h ^ u64::from_le_bytes(w));
+    }
+    let mut w = [0u8; 8];
+    w[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    mix(h ^ u64::from_le_bytes(w) ^ 0x9e37_79b9_7f4a_7c15)
+}
+
+/// Hash of a search tag.
+pub(crate) fn tag_hash(key: &str, value: &str) -> u64 {
+    hash_bytes(hash_bytes(1, key.as_bytes()), value.as_bytes())
+}
+
+/// Hash of a trace id.
+pub(crate) fn trace_hash(id: TraceId) -> u64 {
+    hash_bytes(2, id.as_bytes())
+}
+
+/// A Bloom filter over precomputed 64-bit hashes.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Bloom {
+    words: Box<[u64]>,
+}
+
+impl Bloom {
+    fn build(hashes: &[u64], bits_per_item: usize, k: u32) -> Self {
+        let bits = (hashes.len() * bits_per_item).max(64);
+        let mut words = vec![0u64; bits.div_ceil(64)].into_boxed_slice();
+        let this_bits = words.len() as u64 * 64;
+        for &h in hashes {
+            for i in probe(h, k, this_bits) {
+                words[(i / 64) as usize] |= 1 << (i % 64);
+            }
+        }
+        Self { words }
+    }
+
+    fn contains(&self, h: u64, k: u32) -> bool {
+        let bits = self.words.len() as u64 * 64;
+        bits > 0 && probe(h, k, bits).all(|i| self.words[(i / 64) as usize] & (1 << (i % 64)) != 0)
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        for w in &self.words {
+            out.extend_from_slice(&w.to_le_bytes());
+        }
+    }
+
+    fn read(r: &mut Reader<'_>, words: usize) -> Result<Self, DecodeError> {
+        let bytes = r.bytes(words.checked_mul(8).ok_or(DecodeError("filter size"))?)?;
+        Ok(Self {
+            words: bytes
+                .chunks_exact(8)
+                .map(|c| {
+                    let mut w = [0u8; 8];
+                    w.copy_from_slice(c);
+                    u64::from_le_bytes(w)
+                })
+                .collect(),
+        })
+    }
+
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.words.len() * 8
+    }
+}
+
+fn probe(h: u64, k: u32, bits: u64) -> impl Iterator<Item = u64> {
+    let h2 = mix(h) | 1;
+    (0..u64::from(k)).map(move |i| h.wrapping_add(i.wrapping_mul(h2)) % bits)
+}
+
+/// The tag filter of a block (the record's aux part).
+#[derive(Debug, Clone)]
+pub(crate) struct TagFilter(Bloom);
+
+impl TagFilter {
+    pub(crate) fn parse(bytes: &[u8]) -> Result<Self, DecodeError> {
+        Bloom::read(&mut Reader::new(bytes), bytes.len() / 8).map(Self)
+    }
+
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.0.heap_bytes()
+    }
+
+    pub(crate) fn may_contain(&self, key: &str, value: &str) -> bool {
+        self.0.contains(tag_hash(key, value), TAG_K)
+    }
+}
+
+/// Calls `f` with every `key=value` pair that [`Span::matches_tag`] can match.
+///
+/// Must stay in step with `Span::matches_tag`: a pair missing here makes the search skip
+/// blocks it should read (the model test catches that).
+fn for_each_own_tag(span: &Span, f: &mut impl FnMut(u64)) {
+    for_each_kv(&span.attributes, f);
+    for e in &span.events {
+        for_each_kv(&e.attributes, f);
+    }
+    if let Some(kind) = span.kind.jaeger_name() {
+        f(tag_hash("span.kind", kind));
+    }
+    match span.status.code {
+        StatusCode::Error => {
+            f(tag_hash("error", "true"));
+            f(tag_hash("otel.status_code", "ERROR"));
+        }
+        StatusCode::Ok => f(tag_hash("otel.status_code", "OK")),
+        StatusCode::Unset => {}
+    }
+    if !span.status.message.is_empty() {
+        f(tag_hash("otel.status_description", &span.status.message));
+    }
+}
+
+fn for_each_kv(list: &[KeyValue], f: &mut impl FnMut(u64)) {
+    for kv in list {
+        match &kv.value {
+            AttrValue::String(s) => f(tag_hash(&kv.key, s)),
+            AttrValue::Int(i) => {
+                let mut buf = [0u8; 20];
+                f(tag_hash(&kv.key, int_str(*i, &mut buf)));
+            }
+            AttrValue::Bool(b) => f(tag_hash(&kv.key, if *b { "true" } else { "false" })),
+            other => f(tag_hash(&kv.key, &other.to_search_string())),
+        }
+    }
+}
+
+/// `i.to_string()` without allocating.
+fn int_str(i: i64, buf: &mut [u8; 20]) -> &str {
+    let mut n = i.unsigned_abs();
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if i < 0 {
+        at -= 1;
+        buf[at] = b'-';
+    }
+    std::str::from_utf8(&buf[at..]).unwrap_or_default()
+}
+
+fn scope_tags(scope: &Scope, f: &mut impl FnMut(u64)) {
+    if !scope.name.is_empty() {
+        f(tag_hash("otel.scope.name", &scope.name));
+    }
+    if !scope.version.is_empty() {
+        f(tag_hash("otel.scope.version", &scope.version));
+    }
+}
+
+/// The summary of a block, as persisted in its record meta.
+#[derive(Debug, Clone)]
+pub(crate) struct BlockMeta {
+    /// Highest WAL sequence number whose spans are in this block (or an earlier one).
+    pub(crate) seq_max: u64,
+    pub(crate) spans: u32,
+    pub(crate) traces: u32,
+    pub(crate) min_start: u64,
+    pub(crate) max_start: u64,
+    pub(crate) max_end: u64,
+    pub(crate) min_duration: u64,
+    pub(crate) max_duration: u64,
+    /// (service, operation, kind) → span count.
+    pub(crate) ops: Vec<(String, String, SpanKind, u64)>,
+    pub(crate) trace_filter: Bloom,
+    pub(crate) raw_len: u64,
+}
+
+impl BlockMeta {
+    pub(crate) fn may_contain_trace(&self, id: TraceId) -> bool {
+        self.trace_filter.contains(trace_hash(id), TRACE_K)
+    }
+
+    fn write(&self) -> Vec<u8> {
+        let mut out = vec![VERSION];
+        for v in [
+            self.seq_max,
+            u64::from(self.spans),
+            u64::from(self.traces),
+            self.min_start,
+            self.max_start,
+            self.max_end,
+            self.min_duration,
+            self.max_duration,
+            self.raw_len,
+            self.ops.len() as u64,
+        ] {
+            put_varint(&mut out, v);
+        }
+        for (service, name, kind, count) in &self.ops {
+            for s in [service, name] {
+                put_varint(&mut out, s.len() as u64);
+                out.extend_from_slice(s.as_bytes());
+            }
+            out.push(kind.to_otlp() as u8);
+            put_varint(&mut out, *count);
+        }
+        put_varint(&mut out, self.trace_filter.words.len() as u64);
+        self.trace_filter.write(&mut out);
+        out
+    }
+
+    pub(crate) fn parse(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        if r.u8()? != VERSION {
+            return Err(DecodeError("unknown block version"));
+        }
+        let mut v = [0u64; 10];
+        for slot in &mut v {
+            *slot = r.varint()?;
+        }
+        let small = |x: u64| u32::try_from(x).map_err(|_| DecodeError("count overflow"));
+        if v[8] > MAX_RAW_LEN {
+            return Err(DecodeError("block too large"));
+        }
+        let mut ops = Vec::new();
+        for _ in 0..v[9].min(bytes.len() as u64) {
+            let service = r.string()?.to_owned();
+            let name = r.string()?.to_owned();
+            let kind = SpanKind::from_otlp(i32::from(r.u8()?));
+            ops.push((service, name, kind, r.varint()?));
+        }
+        let words = r.len()?;
+        let trace_filter = Bloom::read(&mut r, words)?;
+        if !r.is_empty() {
+            return Err(DecodeError("trailing bytes in block summary"));
+        }
+        Ok(Self {
+            seq_max: v[0],
+            spans: small(v[1])?,
+            traces: small(v[2])?,
+            min_start: v[3],
+            max_start: v[4],
+            max_end: v[5],
+            min_duration: v[6],
+            max_duration: v[7],
+            raw_len: v[8],
+            ops,
+            trace_filter,
+        })
+    }
+}
+
+/// A block ready to be appended: summary, tag filter and compressed spans.
+#[derive(Debug)]
+pub(crate) struct BuiltBlock {
+    pub(crate) meta: BlockMeta,
+    pub(crate) meta_bytes: Vec<u8>,
+    pub(crate) tag_filter: Vec<u8>,
+    pub(crate) data: Vec<u8>,
+}
+
+/// Encodes, summarises and compresses `spans` (non-empty).
+pub(crate) fn build(
+    spans: &[Arc<Span>],
+    seq_max: u64,
+    compressor: &mut zstd::bulk::Compressor<'_>,
+) -> std::io::Result<BuiltBlock> {
+    let raw = encode_spans(spans.iter().map(AsRef::as_ref));
+    let data = compressor.compress(&raw)?;
+
+    let mut ops: FxMap<(&str, &str, SpanKind), u64> = FxMap::default();
+    let mut traces: Vec<TraceId> = Vec::with_capacity(spans.len());
+    let mut tags: Vec<u64> = Vec::with_capacity(spans.len() * 12);
+    let mut resource_tags: FxMap<*const Resource, ()> = FxMap::default();
+    let mut scope_seen: FxMap<*const Scope, ()> = FxMap::default();
+    let (mut min_start, mut max_start, mut max_end) = (u64::MAX, 0, 0);
+    let (mut min_duration, mut max_duration) = (u64::MAX, 0);
+    for s in spans {
+        *ops.entry((s.service_name(), &s.name, s.kind)).or_default() += 1;
+        traces.push(s.trace_id);
+        min_start = min_start.min(s.start_ns);
+        max_start = max_start.max(s.start_ns);
+        max_end = max_end.max(s.end_ns);
+        min_duration = min_duration.min(s.duration_ns());
+        max_duration = max_duration.max(s.duration_ns());
+        let mut push = |h| tags.push(h);
+        for_each_own_tag(s, &mut push);
+        if resource_tags.insert(Arc::as_ptr(&s.resource), ()).is_none() {
+            for_each_kv(&s.resource.attributes, &mut push);
+        }
+        if scope_seen.insert(Arc::as_ptr(&s.scope), ()).is_none() {
+            scope_tags(&s.scope, &mut push);
+        }
+    }
+    traces.sort_unstable();
+    traces.dedup();
+    tags.sort_unstable();
+    tags.dedup();
+    let trace_hashes: Vec<u64> = traces.iter().map(|t| trace_hash(*t)).collect();
+    let mut ops: Vec<_> = ops
+        .into_iter()
+        .map(|((svc, name, kind), n)| (svc.to_owned(), name.to_owned(), kind, n))
+        .collect();
+    ops.sort();
+    let meta = BlockMeta {
+        seq_max,
+        spans: spans.len() as u32,
+        traces: traces.len() as u32,
+        min_start,
+        max_start,
+        max_end,
+        min_duration,
+        max_duration,
+        ops,
+        trace_filter: Bloom::build(&trace_hashes, TRACE_BITS, TRACE_K),
+        raw_len: raw.len() as u64,
+    };
+    let mut tag_filter = Vec::new();
+    Bloom::build(&tags, TAG_BITS, TAG_K).write(&mut tag_filter);
+    Ok(BuiltBlock {
+        meta_bytes: meta.write(),
+        meta,
+        tag_filter,
+        data,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn int_str_matches_to_string() {
+        for i in [0i64, 7, -7, 500, i64::MIN, i64::MAX] {
+            let mut buf = [0u8; 20];
+            assert_eq!(int_str(i, &mut buf), i.to_string());
+        }
+    }
+
+    #[test]
+    fn bloom_has_no_false_negatives() {
+        let hashes: Vec<u64> = (0..1000u64)
+            .map(|i| tag_hash("k", &i.to_string()))
+            .collect();
+        let b = Bloom::build(&hashes, TAG_BITS, TAG_K);
+        assert!(hashes.iter().all(|h| b.contains(*h, TAG_K)));
+        let fp = (1000..11000u64)
+            .filter(|i| b.contains(tag_hash("k", &i.to_string()), TAG_K))
+            .count();
+        assert!(fp < 400, "false positives {fp}");
+    }
+}

@@ -1,0 +1,605 @@
+//! The single writer thread: WAL group commit, sealing blocks into segments, retention, and the
+//! recovery that runs at open.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Seek as _, SeekFrom, Write as _};
+use std::os::unix::fs::FileExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use super::block::{self, BlockMeta};
+use super::codec::{Decoded, Reader, put_varint};
+use super::record::{self, KIND_BLOCK, KIND_WAL, Part};
+use super::state::{Block, Segment, State};
+use super::{EmbeddedConfig, Shared};
+use crate::model::Span;
+use crate::store::StoreError;
+
+const WAL_FILE: &str = "wal.log";
+const SEGMENT_PREFIX: &str = "seg-";
+const SEGMENT_SUFFIX: &str = ".tld";
+/// Most commands folded into one group commit.
+const MAX_GROUP: usize = 256;
+
+pub(crate) type Reply = SyncSender<Result<(), StoreError>>;
+
+/// A request to the writer thread.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Append a batch (already encoded by the caller) and make it durable.
+    Write {
+        data: Vec<u8>,
+        crc: u32,
+        spans: Vec<Span>,
+        reply: Reply,
+    },
+    /// Seal the recent spans into a block.
+    Flush(Reply),
+    /// Apply retention now.
+    Retention(Reply),
+    /// Seal and stop.
+    Shutdown(Reply),
+    /// Stop at once, as a crash would; optionally after writing a block but before
+    /// truncating the WAL (the most delicate crash point).
+    Crash { mid_seal: bool, reply: Reply },
+}
+
+fn segment_path(dir: &Path, id: u32) -> PathBuf {
+    dir.join(format!("{SEGMENT_PREFIX}{id:010}{SEGMENT_SUFFIX}"))
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+fn wal_meta(seq: u64) -> Vec<u8> {
+    let mut m = Vec::with_capacity(10);
+    put_varint(&mut m, seq);
+    m
+}
+
+/// The writer thread's state.
+pub(crate) struct Writer {
+    cfg: EmbeddedConfig,
+    shared: Arc<Shared>,
+    wal: File,
+    wal_len: u64,
+    active: u32,
+    active_file: Arc<File>,
+    active_len: u64,
+    next_seq: u64,
+    /// Sequence number of the newest WAL record whose spans are in the memtable.
+    memtable_seq: u64,
+    compressor: zstd::bulk::Compressor<'static>,
+    /// Set after a failed WAL write or fsync: every later write fails.
+    failed: Option<String>,
+    last_retention: Instant,
+}
+
+impl Writer {
+    /// Opens the data directory: loads segment summaries, replays the WAL, truncates torn tails.
+    pub(crate) fn open(cfg: EmbeddedConfig, shared: Arc<Shared>) -> Result<Self, StoreError> {
+        fs::create_dir_all(&cfg.dir)?;
+        let mut ids: Vec<u32> = fs::read_dir(&cfg.dir)?
+            .filter_map(|e| {
+                let name = e.ok()?.file_name().into_string().ok()?;
+                name.strip_prefix(SEGMENT_PREFIX)?
+                    .strip_suffix(SEGMENT_SUFFIX)?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        ids.sort_unstable();
+        let mut st = State::default();
+        let mut persisted_seq = 0;
+        for &id in &ids {
+            let path = segment_path(&cfg.dir, id);
+            let file = OpenOptions::new().read(true).write(true).open(&path)?;
+            let file = Arc::new(file);
+            let scan = record::scan(&file)?;
+            report_scan(&shared, &path, &scan, file.metadata()?.len())?;
+            if scan.valid_end < file.metadata()?.len() {
+                file.set_len(scan.valid_end)?;
+                file.sync_all()?;
+            }
+            let mut segment = Segment {
+                file: Arc::clone(&file),
+                bytes: scan.valid_end,
+                max_end: 0,
+            };
+            for rec in scan.records {
+                let meta = match (rec.kind, BlockMeta::parse(&rec.meta)) {
+                    (KIND_BLOCK, Ok(meta)) => meta,
+                    (_, Err(e)) => {
+                        corrupt(&shared, &path, rec.offset, e.0);
+                        continue;
+                    }
+                    (_, Ok(_)) => {
+                        corrupt(&shared, &path, rec.offset, "unexpected record kind");
+                        continue;
+                    }
+                };
+                persisted_seq = persisted_seq.max(meta.seq_max);
+                segment.max_end = segment.max_end.max(meta.max_end);
+                let ops = meta
+                    .ops
+                    .iter()
+                    .map(|(svc, name, kind, n)| {
+                        let id = st.op_id(svc, name, *kind);
+                        st.add_op_count(id, *n as i64);
+                        (id, *n)
+                    })
+                    .collect();
+                st.blocks.push(Arc::new(Block {
+                    segment: id,
+                    file: Arc::clone(&file),
+                    offset: rec.offset,
+                    meta,
+                    ops,
+                    tag_filter: rec.aux,
+                    data: rec.data,
+                    corrupt: AtomicBool::new(false),
+                }));
+            }
+            st.segments.insert(id, segment);
+        }
+
+        // WAL replay.
+        let wal_path = cfg.dir.join(WAL_FILE);
+        let mut wal = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&wal_path)?;
+        let scan = record::scan(&wal)?;
+        let wal_file_len = wal.metadata()?.len();
+        report_scan(&shared, &wal_path, &scan, wal_file_len)?;
+        if scan.valid_end < wal_file_len {
+            wal.set_len(scan.valid_end)?;
+            wal.sync_all()?;
+        }
+        let mut max_seq = persisted_seq;
+        let mut memtable_seq = persisted_seq;
+        for rec in &scan.records {
+            let seq = match (rec.kind, Reader::new(&rec.meta).varint()) {
+                (KIND_WAL, Ok(seq)) => seq,
+                _ => {
+                    corrupt(&shared, &wal_path, rec.offset, "bad WAL record header");
+                    continue;
+                }
+            };
+            max_seq = max_seq.max(seq);
+            if seq <= persisted_seq {
+                continue; // already sealed into a block before the crash
+            }
+            let spans = match read_wal_record(&wal, rec.data) {
+                Ok(spans) => spans,
+                Err(reason) => {
+                    corrupt(&shared, &wal_path, rec.offset, reason);
+                    continue;
+                }
+            };
+            for span in spans {
+                st.count_span(&span);
+                st.memtable.push(Arc::new(span));
+            }
+            memtable_seq = seq;
+        }
+        wal.seek(SeekFrom::Start(scan.valid_end))?;
+        st.wal_bytes = scan.valid_end;
+
+        // Append to the last segment, or start the first one.
+        let (active, active_file, active_len) = match st.segments.iter().next_back() {
+            Some((id, seg)) => (*id, Arc::clone(&seg.file), seg.bytes),
+            None => {
+                let file = create_segment(&cfg.dir, 1)?;
+                st.segments.insert(
+                    1,
+                    Segment {
+                        file: Arc::clone(&file),
+                        bytes: 0,
+                        max_end: 0,
+                    },
+                );
+                (1, file, 0)
+            }
+        };
+        let spans = st.memtable.len();
+        let blocks = st.blocks.len();
+        *shared.state.write() = st;
+        tracing::info!(
+            dir = %cfg.dir.display(),
+            blocks,
+            recovered_spans = spans,
+            "span store opened"
+        );
+        let compressor = zstd::bulk::Compressor::new(cfg.compression_level)?;
+        let mut writer = Self {
+            wal,
+            wal_len: scan.valid_end,
+            active,
+            active_file,
+            active_len,
+            next_seq: max_seq + 1,
+            memtable_seq,
+            compressor,
+            failed: None,
+            last_retention: Instant::now(),
+            shared,
+            cfg,
+        };
+        while writer.shared.state.read().memtable.len() >= writer.cfg.block_spans {
+            writer.seal(false)?;
+        }
+        writer.enforce_retention()?;
+        Ok(writer)
+    }
+
+    /// The thread body: serves commands until shutdown or until every sender is gone.
+    pub(crate) fn run(mut self, rx: Receiver<Command>) {
+        loop {
+            let first = match rx.recv_timeout(self.cfg.retention_check_interval) {
+                Ok(cmd) => cmd,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.periodic();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let _ = self.seal(false);
+                    return;
+                }
+            };
+            let mut cmds = vec![first];
+            while cmds.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(cmd) => cmds.push(cmd),
+                    Err(_) => break,
+                }
+            }
+            let mut writes = Vec::new();
+            for cmd in cmds {
+                match cmd {
+                    Command::Write {
+                        data,
+                        crc,
+                        spans,
+                        reply,
+                    } => writes.push((data, crc, spans, reply)),
+                    control => {
+                        self.commit(std::mem::take(&mut writes));
+                        if self.control(control) {
+                            return;
+                        }
+                    }
+                }
+            }
+            self.commit(writes);
+            if self.shared.state.read().memtable.len() >= self.cfg.block_spans
+                && let Err(e) = self.seal(false)
+            {
+                tracing::error!(error = %e, "sealing a block failed; the spans stay in the WAL");
+            }
+            self.periodic();
+        }
+    }
+
+    fn periodic(&mut self) {
+        if self.last_retention.elapsed() >= self.cfg.retention_check_interval {
+            if let Err(e) = self.enforce_retention() {
+                tracing::error!(error = %e, "span store retention failed");
+            }
+            self.last_retention = Instant::now();
+        }
+    }
+
+    /// Handles a control command; `true` means stop.
+    fn control(&mut self, cmd: Command) -> bool {
+        match cmd {
+            Command::Write { .. } => false,
+            Command::Flush(reply) => {
+                let r = self.seal(false).and_then(|()| self.enforce_retention());
+                let _ = reply.send(r);
+                false
+            }
+            Command::Retention(reply) => {
+                let _ = reply.send(self.enforce_retention());
+                false
+            }
+            Command::Shutdown(reply) => {
+                let _ = reply.send(self.seal(false));
+                true
+            }
+            Command::Crash { mid_seal, reply } => {
+                let r = if mid_seal { self.seal(true) } else { Ok(()) };
+                let _ = reply.send(r);
+                true
+            }
+        }
+    }
+
+    /// Group commit: one write and one fsync for every queued batch.
+    fn commit(&mut self, writes: Vec<(Vec<u8>, u32, Vec<Span>, Reply)>) {
+        if writes.is_empty() {
+            return;
+        }
+        if let Some(reason) = &self.failed {
+            for (.., reply) in writes {
+                let _ = reply.send(Err(StoreError::Io(std::io::Error::other(format!(
+                    "the WAL is unusable after an earlier failure: {reason}"
+                )))));
+            }
+            return;
+        }
+        let mut buf = Vec::with_capacity(writes.iter().map(|w| w.0.len() + 48).sum());
+        let first_seq = self.next_seq;
+        for (data, crc, ..) in &writes {
+            let meta = wal_meta(self.next_seq);
+            self.next_seq += 1;
+            record::frame_into(&mut buf, KIND_WAL, &meta, &[], record::crc(&[]), data, *crc);
+        }
+        let result = self.wal.write_all(&buf).and_then(|()| self.wal.sync_data());
+        if let Err(e) = result {
+            tracing::error!(error = %e, "WAL write failed; the store refuses further writes");
+            self.failed = Some(e.to_string());
+            for (.., reply) in writes {
+                let _ = reply.send(Err(StoreError::Io(std::io::Error::new(
+                    e.kind(),
+                    e.to_string(),
+                ))));
+            }
+            return;
+        }
+        self.wal_len += buf.len() as u64;
+        let mut replies = Vec::with_capacity(writes.len());
+        {
+            let mut st = self.shared.state.write();
+            st.wal_bytes = self.wal_len;
+            for (_, _, spans, reply) in writes {
+                for span in spans {
+                    st.count_span(&span);
+                    st.memtable.push(Arc::new(span));
+                }
+                replies.push(reply);
+            }
+        }
+        self.memtable_seq = first_seq + replies.len() as u64 - 1;
+        for reply in replies {
+            let _ = reply.send(Ok(()));
+        }
+    }
+
+    /// Compresses the memtable into a block, appends it to the active segment, fsyncs, then
+    /// empties the WAL. `crash_after_write` stops right after the block's fsync (tests).
+    fn seal(&mut self, crash_after_write: bool) -> Result<(), StoreError> {
+        let spans: Vec<Arc<Span>> = self.shared.state.read().memtable.clone();
+        if spans.is_empty() {
+            return Ok(());
+        }
+        let built = block::build(&spans, self.memtable_seq, &mut self.compressor)?;
+        let rec = record::frame(
+            KIND_BLOCK,
+            &built.meta_bytes,
+            &built.tag_filter,
+            &built.data,
+        );
+        if self.active_len > 0 && self.active_len + rec.len() as u64 > self.segment_bytes() {
+            self.rotate()?;
+        }
+        let offset = self.active_len;
+        self.active_file.write_all_at(&rec, offset)?;
+        self.active_file.sync_data()?;
+        if crash_after_write {
+            return Ok(());
+        }
+        self.active_len += rec.len() as u64;
+        let sealed: Vec<Arc<Span>>;
+        let aux_off = offset + record::HEADER_LEN + built.meta_bytes.len() as u64;
+        {
+            let mut st = self.shared.state.write();
+            let ops = built
+                .meta
+                .ops
+                .iter()
+                .map(|(svc, name, kind, n)| (st.op_id(svc, name, *kind), *n))
+                .collect();
+            let max_end = built.meta.max_end;
+            st.blocks.push(Arc::new(Block {
+                segment: self.active,
+                file: Arc::clone(&self.active_file),
+                offset,
+                ops,
+                tag_filter: Part {
+                    offset: aux_off,
+                    len: built.tag_filter.len() as u32,
+                    crc: record::crc(&built.tag_filter),
+                },
+                data: Part {
+                    offset: aux_off + built.tag_filter.len() as u64,
+                    len: built.data.len() as u32,
+                    crc: record::crc(&built.data),
+                },
+                meta: built.meta,
+                corrupt: AtomicBool::new(false),
+            }));
+            // Freed below, outside the lock.
+            sealed = st.memtable.drain(..spans.len()).collect();
+            if let Some(seg) = st.segments.get_mut(&self.active) {
+                seg.bytes = self.active_len;
+                seg.max_end = seg.max_end.max(max_end);
+            }
+        }
+        drop(sealed);
+        drop(spans);
+        // The block is durable: the WAL's records are all covered by it.
+        self.wal.set_len(0)?;
+        self.wal.seek(SeekFrom::Start(0))?;
+        self.wal.sync_all()?;
+        self.wal_len = 0;
+        self.shared.state.write().wal_bytes = 0;
+        Ok(())
+    }
+
+    fn segment_bytes(&self) -> u64 {
+        self.cfg
+            .segment_bytes
+            .min(self.cfg.max_disk_bytes / 8)
+            .max(1)
+    }
+
+    fn rotate(&mut self) -> Result<(), StoreError> {
+        let id = self.active + 1;
+        let file = create_segment(&self.cfg.dir, id)?;
+        self.shared.state.write().segments.insert(
+            id,
+            Segment {
+                file: Arc::clone(&file),
+                bytes: 0,
+                max_end: 0,
+            },
+        );
+        self.active = id;
+        self.active_file = file;
+        self.active_len = 0;
+        Ok(())
+    }
+
+    /// Deletes whole segments whose newest span ended before the retention horizon, then the
+    /// oldest segments while the store is over its disk cap. Only sealed, fsynced data is ever
+    /// deleted, so newer acknowledged spans are unaffected.
+    pub(crate) fn enforce_retention(&mut self) -> Result<(), StoreError> {
+        let retention = u64::try_from(self.cfg.retention.as_nanos()).unwrap_or(u64::MAX);
+        let cutoff = now_ns().saturating_sub(retention);
+        let (expired, mut over): (Vec<u32>, Vec<u32>) = {
+            let st = self.shared.state.read();
+            let expired: Vec<u32> = st
+                .segments
+                .iter()
+                .filter(|(_, s)| s.max_end > 0 && s.max_end < cutoff)
+                .map(|(id, _)| *id)
+                .collect();
+            let mut total = st.disk_bytes();
+            let mut over = Vec::new();
+            for (id, s) in &st.segments {
+                if total <= self.cfg.max_disk_bytes || *id == self.active {
+                    break;
+                }
+                if !expired.contains(id) {
+                    over.push(*id);
+                }
+                total -= s.bytes;
+            }
+            (expired, over)
+        };
+        if expired.contains(&self.active) {
+            self.rotate()?;
+        }
+        over.extend(expired);
+        for id in over {
+            self.delete_segment(id)?;
+        }
+        Ok(())
+    }
+
+    fn delete_segment(&mut self, id: u32) -> Result<(), StoreError> {
+        let (spans, bytes) = {
+            let mut st = self.shared.state.write();
+            let Some(seg) = st.segments.remove(&id) else {
+                return Ok(());
+            };
+            let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut st.blocks)
+                .into_iter()
+                .partition(|b| b.segment == id);
+            st.blocks = kept;
+            let mut spans = 0u64;
+            for b in &gone {
+                spans += u64::from(b.meta.spans);
+                for (op, n) in b.ops.iter() {
+                    st.add_op_count(*op, -(*n as i64));
+                }
+            }
+            (spans, seg.bytes)
+        };
+        fs::remove_file(segment_path(&self.cfg.dir, id))?;
+        tracing::info!(
+            segment = id,
+            spans,
+            bytes,
+            "span store retention deleted a segment"
+        );
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("dir", &self.cfg.dir)
+            .field("active", &self.active)
+            .field("active_len", &self.active_len)
+            .field("wal_len", &self.wal_len)
+            .field("next_seq", &self.next_seq)
+            .finish_non_exhaustive()
+    }
+}
+
+fn create_segment(dir: &Path, id: u32) -> Result<Arc<File>, StoreError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(segment_path(dir, id))?;
+    sync_dir(dir)?;
+    Ok(Arc::new(file))
+}
+
+fn read_wal_record(wal: &File, data: Part) -> Result<Vec<Span>, &'static str> {
+    let bytes = data.read(wal).map_err(|_| "WAL record checksum mismatch")?;
+    Decoded::new(&bytes)
+        .and_then(Decoded::decode_all)
+        .map_err(|e| e.0)
+}
+
+fn corrupt(shared: &Shared, path: &Path, offset: u64, reason: &str) {
+    shared.reader.corrupt.fetch_add(1, Ordering::Relaxed);
+    tracing::error!(
+        file = %path.display(),
+        offset,
+        reason,
+        "corrupt record in the span store: skipped"
+    );
+}
+
+fn report_scan(
+    shared: &Shared,
+    path: &Path,
+    scan: &record::Scan,
+    len: u64,
+) -> Result<(), StoreError> {
+    for offset in &scan.skipped {
+        corrupt(
+            shared,
+            path,
+            *offset,
+            "bad record header; resynchronised at the next record",
+        );
+    }
+    if scan.valid_end < len {
+        tracing::warn!(
+            file = %path.display(),
+            valid_bytes = scan.valid_end,
+            dropped_bytes = len - scan.valid_end,
+            "torn tail truncated (an interrupted write)"
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,604 @@
+//! The embedded store against the memory store as a model (proptest), across reopen, plus
+//! crash recovery, torn tails, corruption and retention.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers outside #[test] fns: a failed unwrap is a failed test"
+)]
+
+use std::fs::{self, OpenOptions};
+use std::io::{Seek as _, SeekFrom, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use proptest::prelude::*;
+use tracelight_collector::model::{
+    AttrValue, Event, KeyValue, Resource, Scope, Span, SpanBatch, SpanId, SpanKind, Status,
+    StatusCode, Trace, TraceId,
+};
+use tracelight_collector::store::{
+    EmbeddedConfig, EmbeddedStore, MemoryStore, SpanStore, TraceQuery,
+};
+
+const SERVICES: [&str; 3] = ["api", "db", "cache"];
+const OPERATIONS: [&str; 3] = ["GET /", "query", "set"];
+const HOUR_NS: u64 = 3_600_000_000_000;
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("tracelight-store-")
+        .tempdir_in(std::env::temp_dir())
+        .unwrap()
+}
+
+fn config(dir: &Path) -> EmbeddedConfig {
+    let mut c = EmbeddedConfig::new(dir);
+    c.block_spans = 16;
+    c.segment_bytes = 4096;
+    c.cache_bytes = 64 << 10;
+    c
+}
+
+fn trace_id(n: u64) -> TraceId {
+    let mut b = [0u8; 16];
+    b[0] = 0xab;
+    b[8..].copy_from_slice(&n.to_be_bytes());
+    TraceId::from_bytes(b).unwrap()
+}
+
+fn span_id(n: u64) -> SpanId {
+    SpanId::from_bytes((n + 1).to_be_bytes()).unwrap()
+}
+
+fn kv(key: &str, value: AttrValue) -> KeyValue {
+    KeyValue {
+        key: key.to_owned(),
+        value,
+    }
+}
+
+#[derive(Debug, Clone)]
+struct SpanSpec {
+    trace: u64,
+    parent: Option<usize>,
+    service: usize,
+    operation: usize,
+    server: bool,
+    start: u64,
+    duration: u64,
+    status: u16,
+    user: u8,
+    error: bool,
+    event: bool,
+}
+
+fn spec() -> impl Strategy<Value = SpanSpec> {
+    (
+        (0u64..6, proptest::option::of(0usize..40), 0..SERVICES.len()),
+        (0..OPERATIONS.len(), any::<bool>(), 0u64..50, 0u64..20),
+        (
+            prop::sample::select(vec![200u16, 404, 500]),
+            0u8..3,
+            any::<bool>(),
+            any::<bool>(),
+        ),
+    )
+        .prop_map(
+            |(
+                (trace, parent, service),
+                (operation, server, start, duration),
+                (status, user, error, event),
+            )| SpanSpec {
+                trace,
+                parent,
+                service,
+                operation,
+                server,
+                start,
+                duration,
+                status,
+                user,
+                error,
+                event,
+            },
+        )
+}
+
+/// Builds spans; span ids are the positions, parents point at other positions.
+fn build(specs: &[SpanSpec], base: u64, resources: &[Arc<Resource>]) -> Vec<Span> {
+    let scope = Arc::new(Scope {
+        name: "lib".to_owned(),
+        version: "1.0".to_owned(),
+        attributes: vec![],
+    });
+    specs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Span {
+            trace_id: trace_id(s.trace),
+            span_id: span_id(i as u64),
+            parent_span_id: s.parent.map(|p| span_id(p as u64)),
+            trace_state: String::new(),
+            flags: 1,
+            name: OPERATIONS[s.operation].to_owned(),
+            kind: if s.server {
+                SpanKind::Server
+            } else {
+                SpanKind::Client
+            },
+            start_ns: base + s.start * 1000,
+            end_ns: base + s.start * 1000 + s.duration * 100,
+            attributes: vec![
+                kv("http.status_code", AttrValue::Int(i64::from(s.status))),
+                kv("user", AttrValue::String(format!("u{}", s.user))),
+                kv("ratio", AttrValue::Double(0.5)),
+            ],
+            events: if s.event {
+                vec![Event {
+                    time_ns: base + s.start * 1000 + 5,
+                    name: "retry".to_owned(),
+                    attributes: vec![kv("attempt", AttrValue::Int(2))],
+                }]
+            } else {
+                vec![]
+            },
+            links: vec![],
+            status: Status {
+                code: if s.error {
+                    StatusCode::Error
+                } else {
+                    StatusCode::Unset
+                },
+                message: String::new(),
+            },
+            resource: Arc::clone(&resources[s.service]),
+            scope: Arc::clone(&scope),
+        })
+        .collect()
+}
+
+fn resources() -> Vec<Arc<Resource>> {
+    SERVICES
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            Arc::new(Resource {
+                service_name: (*s).to_owned(),
+                attributes: vec![
+                    kv("service.name", AttrValue::String((*s).to_owned())),
+                    kv(
+                        "env",
+                        AttrValue::String(if i == 0 { "prod" } else { "dev" }.to_owned()),
+                    ),
+                ],
+            })
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone)]
+struct QuerySpec {
+    service: Option<usize>,
+    operation: Option<usize>,
+    tags: Vec<usize>,
+    start: (u64, u64),
+    duration: (Option<u64>, Option<u64>),
+    limit: usize,
+}
+
+const TAGS: [(&str, &str); 6] = [
+    ("http.status_code", "500"),
+    ("user", "u1"),
+    ("env", "prod"),
+    ("error", "true"),
+    ("span.kind", "server"),
+    ("attempt", "2"),
+];
+
+fn query_spec() -> impl Strategy<Value = QuerySpec> {
+    (
+        proptest::option::of(0..SERVICES.len() + 1),
+        proptest::option::of(0..OPERATIONS.len()),
+        proptest::collection::vec(0..TAGS.len(), 0..3),
+        (0u64..50, 0u64..60),
+        (
+            proptest::option::of(0u64..20),
+            proptest::option::of(0u64..20),
+        ),
+        0usize..8,
+    )
+        .prop_map(
+            |(service, operation, tags, start, duration, limit)| QuerySpec {
+                service,
+                operation,
+                tags,
+                start,
+                duration,
+                limit,
+            },
+        )
+}
+
+impl QuerySpec {
+    fn query(&self, base: u64) -> TraceQuery {
+        TraceQuery {
+            service: self
+                .service
+                .map(|s| SERVICES.get(s).copied().unwrap_or("nope").to_owned()),
+            operation: self.operation.map(|o| OPERATIONS[o].to_owned()),
+            tags: self
+                .tags
+                .iter()
+                .map(|t| (TAGS[*t].0.to_owned(), TAGS[*t].1.to_owned()))
+                .collect(),
+            start_min_ns: base + self.start.0 * 1000,
+            start_max_ns: base + self.start.1 * 1000,
+            duration_min_ns: self.duration.0.map(|d| d * 100),
+            duration_max_ns: self.duration.1.map(|d| d * 100),
+            limit: self.limit,
+        }
+    }
+}
+
+fn flat(traces: Vec<Trace>) -> Vec<(TraceId, Vec<Span>)> {
+    traces
+        .into_iter()
+        .map(|t| (t.trace_id, t.spans.iter().map(|s| (**s).clone()).collect()))
+        .collect()
+}
+
+/// Every read of the store equals the model's.
+fn assert_same(store: &dyn SpanStore, model: &MemoryStore, base: u64, queries: &[QuerySpec]) {
+    assert_eq!(store.services().unwrap(), model.services().unwrap());
+    for svc in SERVICES.iter().chain(&["nope"]) {
+        for kind in [None, Some(SpanKind::Server), Some(SpanKind::Client)] {
+            assert_eq!(
+                store.operations(svc, kind).unwrap(),
+                model.operations(svc, kind).unwrap()
+            );
+        }
+    }
+    for t in 0..7 {
+        let got = store.get_trace(trace_id(t)).unwrap();
+        let want = model.get_trace(trace_id(t)).unwrap();
+        assert_eq!(got.map(|t| flat(vec![t])), want.map(|t| flat(vec![t])));
+    }
+    for q in queries {
+        let query = q.query(base);
+        assert_eq!(
+            flat(store.find_traces(&query).unwrap()),
+            flat(model.find_traces(&query).unwrap()),
+            "{query:?}"
+        );
+        let (lo, hi) = (query.start_min_ns, query.start_max_ns);
+        assert_eq!(
+            store.dependencies(lo, hi).unwrap(),
+            model.dependencies(lo, hi).unwrap()
+        );
+    }
+    assert_eq!(store.stats().spans, model.stats().spans);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn embedded_store_matches_memory_model(
+        specs in proptest::collection::vec(spec(), 1..120),
+        cuts in proptest::collection::vec(1usize..40, 1..8),
+        flush_after in proptest::collection::vec(any::<bool>(), 8),
+        queries in proptest::collection::vec(query_spec(), 1..12),
+    ) {
+        let dir = temp_dir();
+        let base = now_ns() - HOUR_NS;
+        let spans = build(&specs, base, &resources());
+        let model = MemoryStore::new(1 << 20);
+        {
+            let store = EmbeddedStore::open(config(dir.path())).unwrap();
+            let mut rest = &spans[..];
+            for (i, cut) in cuts.iter().cycle().enumerate() {
+                if rest.is_empty() {
+                    break;
+                }
+                let (batch, tail) = rest.split_at((*cut).min(rest.len()));
+                rest = tail;
+                for s in [&store as &dyn SpanStore, &model] {
+                    s.write_batch(SpanBatch { spans: batch.to_vec() }).unwrap();
+                }
+                if flush_after[i % flush_after.len()] {
+                    store.flush().unwrap();
+                }
+            }
+            assert_same(&store, &model, base, &queries);
+        }
+        // Reopen after a clean close, and after a crash.
+        let store = EmbeddedStore::open(config(dir.path())).unwrap();
+        assert_same(&store, &model, base, &queries);
+        store.simulate_crash(false).unwrap();
+        let store = EmbeddedStore::open(config(dir.path())).unwrap();
+        assert_same(&store, &model, base, &queries);
+        prop_assert_eq!(store.corrupt_records(), 0);
+    }
+}
+
+/// `n` spans of trace `trace`, starting at `start`.
+fn trace_batch(trace: u64, n: u64, start: u64) -> SpanBatch {
+    let specs: Vec<SpanSpec> = (0..n)
+        .map(|i| SpanSpec {
+            trace,
+            parent: None,
+            service: (trace % 3) as usize,
+            operation: 0,
+            server: true,
+            start: i,
+            duration: 1,
+            status: 200,
+            user: 0,
+            error: false,
+            event: false,
+        })
+        .collect();
+    let mut spans = build(&specs, start, &resources());
+    for (i, s) in spans.iter_mut().enumerate() {
+        s.span_id = span_id(trace * 1000 + i as u64);
+    }
+    SpanBatch { spans }
+}
+
+fn span_count(store: &EmbeddedStore, trace: u64) -> usize {
+    store
+        .get_trace(trace_id(trace))
+        .unwrap()
+        .map_or(0, |t| t.spans.len())
+}
+
+fn wal(dir: &Path) -> PathBuf {
+    dir.join("wal.log")
+}
+
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "tld"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn acknowledged_batches_survive_a_crash_from_many_writers() {
+    for mid_seal in [false, true] {
+        let dir = temp_dir();
+        let base = now_ns() - HOUR_NS;
+        let store = Arc::new(EmbeddedStore::open(config(dir.path())).unwrap());
+        let threads: Vec<_> = (0..4u64)
+            .map(|w| {
+                let store = Arc::clone(&store);
+                std::thread::spawn(move || {
+                    for i in 0..25 {
+                        store
+                            .write_batch(trace_batch(w * 100 + i, 5, base))
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let store = Arc::into_inner(store).unwrap();
+        store.simulate_crash(mid_seal).unwrap();
+        let store = EmbeddedStore::open(config(dir.path())).unwrap();
+        for w in 0..4 {
+            for i in 0..25 {
+                assert_eq!(span_count(&store, w * 100 + i), 5, "mid_seal={mid_seal}");
+            }
+        }
+        // No span is counted twice after a crash between a block write and the WAL reset.
+        assert_eq!(store.stats().spans, 500, "mid_seal={mid_seal}");
+        assert_eq!(store.corrupt_records(), 0);
+    }
+}
+
+#[test]
+fn torn_wal_tail_is_truncated_and_earlier_records_kept() {
+    let dir = temp_dir();
+    let base = now_ns() - HOUR_NS;
+    let mut cfg = config(dir.path());
+    cfg.block_spans = 10_000; // keep everything in the WAL
+    let store = EmbeddedStore::open(cfg.clone()).unwrap();
+    for t in 1..=3 {
+        store.write_batch(trace_batch(t, 4, base)).unwrap();
+    }
+    store.simulate_crash(false).unwrap();
+    let len = fs::metadata(wal(dir.path())).unwrap().len();
+    OpenOptions::new()
+        .write(true)
+        .open(wal(dir.path()))
+        .unwrap()
+        .set_len(len - 17)
+        .unwrap();
+
+    let store = EmbeddedStore::open(cfg.clone()).unwrap();
+    assert_eq!(span_count(&store, 1), 4);
+    assert_eq!(span_count(&store, 2), 4);
+    assert_eq!(span_count(&store, 3), 0, "the torn record is dropped");
+    assert_eq!(store.corrupt_records(), 0, "a torn tail is not corruption");
+    assert!(fs::metadata(wal(dir.path())).unwrap().len() < len - 17);
+    // Writing after the recovery appends cleanly.
+    store.write_batch(trace_batch(4, 4, base)).unwrap();
+    store.simulate_crash(false).unwrap();
+    let store = EmbeddedStore::open(cfg).unwrap();
+    assert_eq!(span_count(&store, 4), 4);
+    assert_eq!(store.stats().spans, 12);
+}
+
+#[test]
+fn torn_segment_tail_falls_back_to_the_wal() {
+    let dir = temp_dir();
+    let base = now_ns() - HOUR_NS;
+    let mut cfg = config(dir.path());
+    cfg.block_spans = 10_000;
+    let store = EmbeddedStore::open(cfg.clone()).unwrap();
+    store.write_batch(trace_batch(1, 4, base)).unwrap();
+    store.flush().unwrap();
+    store.write_batch(trace_batch(2, 4, base)).unwrap();
+    // A block is written but the WAL is not reset; then the block's tail is torn.
+    store.simulate_crash(true).unwrap();
+    let seg = segments(dir.path()).pop().unwrap();
+    let len = fs::metadata(&seg).unwrap().len();
+    OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .set_len(len - 5)
+        .unwrap();
+    let store = EmbeddedStore::open(cfg).unwrap();
+    assert_eq!(span_count(&store, 1), 4);
+    assert_eq!(span_count(&store, 2), 4, "replayed from the WAL");
+    assert_eq!(store.stats().spans, 8);
+}
+
+fn flip_byte(path: &Path, at_fraction: f64) {
+    let bytes = fs::read(path).unwrap();
+    let mut f = OpenOptions::new().write(true).open(path).unwrap();
+    let at = ((bytes.len() as f64) * at_fraction) as usize;
+    f.seek(SeekFrom::Start(at as u64)).unwrap();
+    f.write_all(&[bytes[at] ^ 0x5a]).unwrap();
+}
+
+#[test]
+fn corrupt_block_data_is_detected_and_skipped() {
+    let dir = temp_dir();
+    let base = now_ns() - HOUR_NS;
+    let mut cfg = config(dir.path());
+    cfg.segment_bytes = 1 << 20;
+    let store = EmbeddedStore::open(cfg.clone()).unwrap();
+    for t in 1..=3 {
+        store.write_batch(trace_batch(t, 20, base)).unwrap();
+        store.flush().unwrap();
+    }
+    drop(store);
+    let seg = segments(dir.path()).pop().unwrap();
+    flip_byte(&seg, 0.5); // inside the second block's data
+    let store = EmbeddedStore::open(cfg).unwrap();
+    let counts: Vec<usize> = (1..=3).map(|t| span_count(&store, t)).collect();
+    assert_eq!(counts.iter().filter(|c| **c == 20).count(), 2, "{counts:?}");
+    let all = TraceQuery {
+        limit: 10,
+        ..TraceQuery::default()
+    };
+    assert_eq!(store.find_traces(&all).unwrap().len(), 2);
+    assert_eq!(store.corrupt_records(), 1);
+}
+
+#[test]
+fn corrupt_headers_are_skipped_at_open() {
+    let dir = temp_dir();
+    let base = now_ns() - HOUR_NS;
+    let mut cfg = config(dir.path());
+    cfg.block_spans = 10_000;
+    let store = EmbeddedStore::open(cfg.clone()).unwrap();
+    for t in 1..=3 {
+        store.write_batch(trace_batch(t, 4, base)).unwrap();
+    }
+    store.simulate_crash(false).unwrap();
+    // The second WAL record's header (records are equal in size here).
+    let len = fs::metadata(wal(dir.path())).unwrap().len() as f64;
+    flip_byte(&wal(dir.path()), (len / 3.0 + 10.0) / len);
+    let store = EmbeddedStore::open(cfg).unwrap();
+    assert_eq!(span_count(&store, 1), 4);
+    assert_eq!(span_count(&store, 2), 0);
+    assert_eq!(
+        span_count(&store, 3),
+        4,
+        "resynchronised after the bad record"
+    );
+    assert_eq!(store.corrupt_records(), 1);
+}
+
+#[test]
+fn garbage_files_do_not_panic() {
+    let dir = temp_dir();
+    fs::write(wal(dir.path()), b"TLR1 not really a record at all").unwrap();
+    fs::write(dir.path().join("seg-0000000001.tld"), vec![0xff; 1000]).unwrap();
+    let store = EmbeddedStore::open(config(dir.path())).unwrap();
+    assert_eq!(store.stats().spans, 0);
+    store
+        .write_batch(trace_batch(1, 3, now_ns() - HOUR_NS))
+        .unwrap();
+    assert_eq!(span_count(&store, 1), 3);
+}
+
+#[test]
+fn retention_by_age_removes_expired_segments() {
+    let dir = temp_dir();
+    let old = now_ns() - 10 * 24 * HOUR_NS;
+    let fresh = now_ns() - HOUR_NS;
+    let store = EmbeddedStore::open(config(dir.path())).unwrap();
+    store.write_batch(trace_batch(1, 10, old)).unwrap();
+    store.write_batch(trace_batch(3, 10, old)).unwrap();
+    store.flush().unwrap();
+    store.write_batch(trace_batch(2, 10, fresh)).unwrap();
+    store.flush().unwrap();
+    assert_eq!(span_count(&store, 1), 0);
+    assert_eq!(span_count(&store, 3), 0);
+    assert_eq!(span_count(&store, 2), 10);
+    // Service of trace 2 only ("cache"); "db" and "api" were only in expired traces.
+    assert_eq!(store.services().unwrap(), vec!["cache".to_owned()]);
+    assert_eq!(store.stats().spans, 10);
+    drop(store);
+    let store = EmbeddedStore::open(config(dir.path())).unwrap();
+    assert_eq!(span_count(&store, 2), 10);
+    assert_eq!(store.stats().spans, 10);
+}
+
+#[test]
+fn retention_by_size_keeps_the_newest_data_under_the_cap() {
+    let dir = temp_dir();
+    let base = now_ns() - HOUR_NS;
+    let mut cfg = config(dir.path());
+    cfg.max_disk_bytes = 16 << 10;
+    cfg.block_spans = 64;
+    cfg.segment_bytes = 1 << 20; // clamped to max_disk_bytes / 8
+    let store = EmbeddedStore::open(cfg).unwrap();
+    for t in 0..400 {
+        store.write_batch(trace_batch(t, 8, base)).unwrap();
+    }
+    store.flush().unwrap();
+    let stats = store.stats();
+    let on_disk: u64 = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert_eq!(stats.bytes, on_disk);
+    assert!(on_disk <= (16 << 10) + (2 << 10), "{on_disk}");
+    assert!(stats.spans < 400 * 8, "something was deleted");
+    assert_eq!(span_count(&store, 0), 0, "oldest gone");
+    assert_eq!(span_count(&store, 399), 8, "newest kept");
+}
+
+#[test]
+fn retention_runs_in_the_background() {
+    let dir = temp_dir();
+    let mut cfg = config(dir.path());
+    cfg.retention = Duration::from_secs(1);
+    cfg.retention_check_interval = Duration::from_millis(50);
+    let store = EmbeddedStore::open(cfg).unwrap();
+    store.write_batch(trace_batch(1, 10, now_ns())).unwrap();
+    store.flush().unwrap();
+    assert_eq!(span_count(&store, 1), 10);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while span_count(&store, 1) > 0 {
+        assert!(std::time::Instant::now() < deadline, "not expired");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
