@@ -6,9 +6,9 @@
 //! submission is refused at once ([`SubmitError::Full`]) and the receiver answers 503 /
 //! `UNAVAILABLE` with a retry delay instead of buffering more.
 //!
-//! One worker thread drains the queue, so store writes never run on the async runtime. It is
-//! also where group commit goes for the durable store: take every queued batch, write them,
-//! sync once, then answer all their senders.
+//! A few worker threads drain the queue, so store writes never run on the async runtime. Several
+//! writers matter for the durable store: it commits the batches of concurrent writers with one
+//! fsync (group commit), so one writer would pay a whole fsync per batch.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -83,10 +83,13 @@ impl PipelineProbe {
     }
 }
 
+/// Worker threads writing to the store concurrently (see the module docs).
+pub const WORKERS: usize = 4;
+
 /// The consuming end; [`run`](PipelineWorker::run) it on a blocking thread.
 #[derive(Debug)]
 pub struct PipelineWorker {
-    rx: mpsc::Receiver<Envelope>,
+    rx: Arc<parking_lot::Mutex<mpsc::Receiver<Envelope>>>,
     store: Arc<dyn SpanStore>,
     metrics: Arc<Metrics>,
 }
@@ -98,15 +101,42 @@ pub fn pipeline(
     metrics: Arc<Metrics>,
 ) -> (PipelineSender, PipelineWorker) {
     let (tx, rx) = mpsc::channel(capacity.max(1));
+    let rx = Arc::new(parking_lot::Mutex::new(rx));
     (PipelineSender { tx }, PipelineWorker { rx, store, metrics })
 }
 
 impl PipelineWorker {
-    /// Writes batches until every sender is gone and the queue is empty (the drain on
-    /// shutdown). Blocks the calling thread.
-    pub fn run(mut self) {
+    /// Writes batches with [`WORKERS`] threads (this one included) until every sender is gone
+    /// and the queue is empty (the drain on shutdown). Blocks the calling thread.
+    pub fn run(self) {
+        let helpers: Vec<_> = (1..WORKERS)
+            .filter_map(|i| {
+                let worker = Self {
+                    rx: Arc::clone(&self.rx),
+                    store: Arc::clone(&self.store),
+                    metrics: Arc::clone(&self.metrics),
+                };
+                std::thread::Builder::new()
+                    .name(format!("pipeline-{i}"))
+                    .spawn(move || worker.drain())
+                    .ok()
+            })
+            .collect();
+        self.drain();
+        for helper in helpers {
+            // A panicking store write has already been reported by the panic hook.
+            let _ = helper.join();
+        }
+    }
+
+    fn drain(self) {
         let mut batches = 0u64;
-        while let Some(Envelope { batch, ack }) = self.rx.blocking_recv() {
+        loop {
+            // The lock is held only while waiting for the next batch, not while writing it.
+            let next = self.rx.lock().blocking_recv();
+            let Some(Envelope { batch, ack }) = next else {
+                break;
+            };
             let started = Instant::now();
             let result = self.store.write_batch(batch);
             self.metrics.store_write_latency(started.elapsed());

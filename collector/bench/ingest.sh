@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# Ingest benchmark of tracelight-collector (issue 3, "Speed").
+#
+# Builds the release collector and tracelight-loadgen, measures the decode-only upper bound
+# (prost alone, one thread: `tracelight-loadgen --decode-baseline`, before and after the load
+# runs, averaged), then, for each storage
+# configuration × protocol × batch size × connection count, starts a fresh collector on
+# loopback (own temp data directory), drives it with the load generator for DURATION seconds
+# and stops it. Prints one table: accepted spans/s, spans per collector CPU-second, the ratio
+# of that to the decode-only rate (target ≥ 0.5), latency p50/p99, and peak RSS (VmHWM of the
+# fresh process, target ≤ 128 MiB with the durable store).
+#
+# Storage configurations: "default" (the collector's default engine, i.e. the durable store once
+# it is wired, with --data-dir in a temp dir) and "memory" (--storage memory). While the default
+# engine is still the memory store, only "memory" runs, and the script says so.
+#
+# Environment (all optional):
+#   DURATION=15          measured seconds per run (plus WARMUP)
+#   WARMUP=1             seconds of load before measuring
+#   PROTOCOLS="grpc http"
+#   BATCHES="100 512"    spans per request
+#   CONNECTIONS="2 4"
+#   INFLIGHT=1           requests in flight per connection
+#   STORAGES="default memory"
+#   MEMORY_MAX_SPANS=    --memory-max-spans for the memory store (collector default if unset)
+#   DECODE_SECONDS=3     length of the decode-only measurement
+#   LOADGEN_THREADS=1    runtime threads of the load generator
+#   BASE_PORT=43170      grpc, http, query, admin listen on BASE_PORT+0..3 (127.0.0.1)
+#   OUT=                 directory for the JSON results (default: a temp dir, printed)
+#   NO_BUILD=1           skip cargo build (use the existing release binaries)
+#
+# Needs: cargo, curl, jq. Only loopback addresses are used.
+set -euo pipefail
+
+DURATION=${DURATION:-15}
+WARMUP=${WARMUP:-1}
+PROTOCOLS=${PROTOCOLS:-grpc http}
+BATCHES=${BATCHES:-100 512}
+CONNECTIONS=${CONNECTIONS:-2 4}
+INFLIGHT=${INFLIGHT:-1}
+STORAGES=${STORAGES:-default memory}
+MEMORY_MAX_SPANS=${MEMORY_MAX_SPANS:-}
+DECODE_SECONDS=${DECODE_SECONDS:-3}
+LOADGEN_THREADS=${LOADGEN_THREADS:-1}
+BASE_PORT=${BASE_PORT:-43170}
+NO_BUILD=${NO_BUILD:-0}
+
+for tool in curl jq; do
+    command -v "$tool" >/dev/null || { echo "ingest.sh: $tool is required" >&2; exit 1; }
+done
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+target_dir=${CARGO_TARGET_DIR:-$root/target}
+collector=$target_dir/release/tracelight-collector
+loadgen=$target_dir/release/tracelight-loadgen
+
+work=$(mktemp -d -t tracelight-ingest.XXXXXX)
+OUT=${OUT:-$work/results}
+mkdir -p "$OUT"
+results=$OUT/runs.jsonl
+: >"$results"
+
+collector_pid=
+cleanup() {
+    if [[ -n $collector_pid ]] && kill -0 "$collector_pid" 2>/dev/null; then
+        kill -TERM "$collector_pid" 2>/dev/null || true
+        wait "$collector_pid" 2>/dev/null || true
+    fi
+    rm -rf "$work/data"
+}
+trap cleanup EXIT
+
+if [[ $NO_BUILD != 1 ]]; then
+    echo "== building release binaries" >&2
+    (cd "$root" && cargo build --release -p tracelight-collector -p tracelight-loadgen)
+fi
+
+grpc_addr=127.0.0.1:$BASE_PORT
+http_addr=127.0.0.1:$((BASE_PORT + 1))
+query_addr=127.0.0.1:$((BASE_PORT + 2))
+admin_addr=127.0.0.1:$((BASE_PORT + 3))
+
+# Arguments selecting a storage configuration.
+storage_args() {
+    case $1 in
+        default) echo "--data-dir $work/data" ;;
+        memory)
+            echo "--storage memory --data-dir $work/data${MEMORY_MAX_SPANS:+ --memory-max-spans $MEMORY_MAX_SPANS}"
+            ;;
+        *) echo "--storage $1 --data-dir $work/data" ;;
+    esac
+}
+
+# The engine the collector picks by default.
+default_backend=$("$collector" --check-config --data-dir "$work/data" |
+    sed -n 's/^backend = "\(.*\)"$/\1/p')
+storages=()
+for s in $STORAGES; do
+    if [[ $s == default && $default_backend == memory ]]; then
+        echo "NOTE: the collector's default storage is still \"memory\" (durable store not wired" \
+            "into this build): running --storage memory only." >&2
+        [[ " $STORAGES " == *" memory "* ]] || storages+=(memory)
+        continue
+    fi
+    storages+=("$s")
+done
+
+start_collector() {
+    rm -rf "$work/data"
+    mkdir -p "$work/data"
+    # shellcheck disable=SC2046 # storage_args is a list of words
+    "$collector" $(storage_args "$1") \
+        --otlp-grpc-listen "$grpc_addr" --otlp-http-listen "$http_addr" \
+        --query-listen "$query_addr" --admin-listen "$admin_addr" \
+        >"$OUT/collector-$1.log" 2>&1 &
+    collector_pid=$!
+    for _ in $(seq 100); do
+        if curl -fsS "http://$admin_addr/ready" >/dev/null 2>&1; then
+            return 0
+        fi
+        kill -0 "$collector_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "ingest.sh: the collector did not become ready; log:" >&2
+    tail -20 "$OUT/collector-$1.log" >&2
+    exit 1
+}
+
+stop_collector() {
+    kill -TERM "$collector_pid"
+    wait "$collector_pid" || echo "ingest.sh: collector exited with $? on SIGTERM" >&2
+    collector_pid=
+}
+
+# The decode-only rate is measured before and after the load runs and averaged: on a shared
+# machine it moves by ±20 % from one minute to the next.
+decode_baseline() {
+    echo "== decode-only baseline $1 (prost, 1 thread, ${DECODE_SECONDS}s)" >&2
+    "$loadgen" --decode-baseline --batch 512 --duration "$DECODE_SECONDS" --json >"$OUT/decode-$1.json"
+    jq -r '"   \(.spans_per_sec | floor) spans/s wall, \(.spans_per_cpu_second | floor) spans per CPU-second, \(.ns_per_span / 1000 * 100 | floor / 100) µs/span"' \
+        "$OUT/decode-$1.json" >&2
+}
+decode_baseline before
+
+for storage in "${storages[@]}"; do
+    for protocol in $PROTOCOLS; do
+        addr=$grpc_addr
+        [[ $protocol == http ]] && addr=$http_addr
+        for batch in $BATCHES; do
+            for conns in $CONNECTIONS; do
+                echo "== $storage $protocol batch=$batch connections=$conns (${DURATION}s)" >&2
+                start_collector "$storage"
+                if ! "$loadgen" --protocol "$protocol" --addr "$addr" --batch "$batch" \
+                    --connections "$conns" --inflight "$INFLIGHT" --duration "$DURATION" \
+                    --warmup "$WARMUP" --threads "$LOADGEN_THREADS" --pid "$collector_pid" \
+                    --json >"$work/run.json"; then
+                    echo "ingest.sh: load run failed" >&2
+                fi
+                stop_collector
+                jq -c --arg storage "$storage" '. + {storage: $storage}' "$work/run.json" >>"$results"
+            done
+        done
+    done
+done
+
+decode_baseline after
+decode_rate=$(jq -s 'map(.spans_per_cpu_second) | add / length' "$OUT/decode-before.json" "$OUT/decode-after.json")
+
+echo
+echo "decode-only upper bound: $(printf '%.0f' "$decode_rate") spans per CPU-second (512-span request;" \
+    "before $(jq '.spans_per_cpu_second | floor' "$OUT/decode-before.json")," \
+    "after $(jq '.spans_per_cpu_second | floor' "$OUT/decode-after.json"))"
+if [[ $default_backend == memory ]]; then
+    echo "storage \"default\" is still the memory store in this build: ran --storage memory only"
+fi
+{
+    printf 'storage\tproto\tbatch\tconns\tspans/s\tspans/CPU-s\tx decode\tcores\tp50 ms\tp99 ms\tRSS peak MiB\trejected\terrors\n'
+    jq -r --argjson decode "$decode_rate" '
+        [ .storage, .protocol, .batch, .connections,
+          (.accepted_spans_per_sec | floor),
+          (.collector.spans_per_cpu_second // 0 | floor),
+          ((.collector.spans_per_cpu_second // 0) / $decode * 100 | floor / 100),
+          (.collector.cpu_cores * 100 | floor / 100),
+          (.latency.p50_ms * 10 | floor / 10),
+          (.latency.p99_ms * 10 | floor / 10),
+          (.collector.hwm_kib / 1024 | floor),
+          .rejected_spans,
+          (if .errors == {} then "-" else (.errors | to_entries | map("\(.key)=\(.value)") | join(",")) end)
+        ] | @tsv' "$results"
+} | column -t -s $'\t'
+echo
+echo "JSON results: $OUT (decode-before.json, decode-after.json, runs.jsonl)"
