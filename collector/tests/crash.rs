@@ -1,0 +1,184 @@
+//! Crash safety with a real process: the collector binary is killed with SIGKILL while clients
+//! are sending, restarted on the same data directory, and every span it had acknowledged must
+//! be there. (Spans of requests in flight at the kill were never acknowledged; they may or may
+//! not be stored.)
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a panic is the failure report"
+)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use parking_lot::Mutex;
+use prost::Message as _;
+use tracelight_loadgen::payload::{build_request, spans_with_service};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tracelight-collector");
+/// Requests to see acknowledged before the kill.
+const ACKED_BEFORE_KILL: usize = 120;
+const SENDERS: u64 = 4;
+const SPANS_PER_REQUEST: usize = 40;
+
+struct Collector {
+    child: Child,
+    http: String,
+    query: String,
+    admin: String,
+}
+
+/// Starts the binary on ephemeral loopback ports and reads the bound addresses from its
+/// start-up log line.
+fn spawn(data_dir: &std::path::Path) -> Collector {
+    let mut child = Command::new(BIN)
+        .args(["--storage", "embedded", "--data-dir"])
+        .arg(data_dir)
+        .args([
+            "--otlp-grpc-listen",
+            "127.0.0.1:0",
+            "--otlp-http-listen",
+            "127.0.0.1:0",
+            "--query-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .env("TRACELIGHT_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .env_remove("OTEL_TRACES_EXPORTER")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let listening = loop {
+        let line = lines
+            .next()
+            .expect("collector exited before listening")
+            .unwrap();
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if v["message"] == "tracelight collector listening" {
+            break v;
+        }
+    };
+    // Keep draining stdout so the collector never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    let addr = |k: &str| format!("http://{}", listening[k].as_str().unwrap());
+    Collector {
+        child,
+        http: addr("otlp_http"),
+        query: addr("query"),
+        admin: addr("admin"),
+    }
+}
+
+/// Trace id (hex) → span count, for one request.
+fn expected(request: &ExportTraceServiceRequest) -> HashMap<String, usize> {
+    let mut out = HashMap::new();
+    for (span, _) in spans_with_service(request) {
+        let id: String = span.trace_id.iter().map(|b| format!("{b:02x}")).collect();
+        *out.entry(id).or_default() += 1;
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_spans_survive_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut collector = spawn(dir.path());
+    let client = reqwest::Client::new();
+    let acked: Arc<Mutex<Vec<HashMap<String, usize>>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let now = tracelight_loadgen::pool::now_unix_nanos();
+
+    let mut senders = Vec::new();
+    for sender in 0..SENDERS {
+        let (client, url, acked, stop) = (
+            client.clone(),
+            format!("{}/v1/traces", collector.http),
+            Arc::clone(&acked),
+            Arc::clone(&stop),
+        );
+        senders.push(tokio::spawn(async move {
+            for i in 0.. {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let request = build_request(SPANS_PER_REQUEST, sender << 32 | i, now);
+                let sent = client
+                    .post(&url)
+                    .header("content-type", "application/x-protobuf")
+                    .body(request.encode_to_vec())
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) if r.status() == 200 => acked.lock().push(expected(&request)),
+                    Ok(r) => panic!("unexpected status {} before the kill", r.status()),
+                    // The collector is gone: stop sending.
+                    Err(_) => break,
+                }
+            }
+        }));
+    }
+    // Kill while the senders are mid-stream.
+    while acked.lock().len() < ACKED_BEFORE_KILL {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    collector.child.kill().unwrap(); // SIGKILL
+    collector.child.wait().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    for s in senders {
+        s.await.unwrap();
+    }
+    let acked = acked.lock().clone();
+    assert!(acked.len() >= ACKED_BEFORE_KILL);
+
+    // Restart on the same directory: every acknowledged span is there.
+    let mut collector = spawn(dir.path());
+    let ready = client
+        .get(format!("{}/ready", collector.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    let mut missing = Vec::new();
+    let mut checked = 0;
+    for traces in &acked {
+        for (trace_id, spans) in traces {
+            let resp = client
+                .get(format!("{}/api/traces/{trace_id}", collector.query))
+                .send()
+                .await
+                .unwrap();
+            let found = if resp.status() == 200 {
+                let v: serde_json::Value =
+                    serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+                v["data"][0]["spans"].as_array().map_or(0, Vec::len)
+            } else {
+                0
+            };
+            if found < *spans {
+                missing.push(format!("{trace_id}: {found} of {spans} spans"));
+            }
+            checked += spans;
+        }
+    }
+    collector.child.kill().unwrap();
+    collector.child.wait().unwrap();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged traces lost spans after SIGKILL: {:?}",
+        missing.len(),
+        acked.iter().map(HashMap::len).sum::<usize>(),
+        &missing[..missing.len().min(10)]
+    );
+    assert!(checked >= ACKED_BEFORE_KILL * SPANS_PER_REQUEST);
+}
