@@ -1,7 +1,7 @@
 //! The span encoding shared by WAL records and blocks.
 //!
-//! A set of spans is encoded as one string table (every key, name and string value once), a
-//! resource table, a scope table, then the spans grouped by trace id and sorted by (start,
+//! A set of spans is encoded as one string table (every key and name, and string values of at
+//! most 16 bytes, once; longer values are written inline), a resource table, a scope table, then the spans grouped by trace id and sorted by (start,
 //! span id) inside a group. Numbers are LEB128 varints, times are deltas, a parent that is in the
 //! same group is a small index instead of 8 bytes. Blocks are then compressed with zstd; WAL
 //! records are not.
@@ -21,6 +21,9 @@ pub(crate) struct DecodeError(pub(crate) &'static str);
 
 /// Maximum nesting of array/map attribute values accepted by the decoder.
 const MAX_DEPTH: usize = 32;
+
+/// String attribute values longer than this are stored inline instead of in the string table.
+const INTERN_MAX_LEN: usize = 16;
 
 // === a fast hasher for the encoder's interning maps (keys are trusted, not attacker-chosen
 // in a way that matters: the maps live for one batch or block) ===
@@ -234,6 +237,13 @@ impl<'s> Encoder<'s> {
 
     fn value(&mut self, out: &mut Vec<u8>, v: &'s AttrValue) {
         match v {
+            // Long values are mostly unique (ids, URLs): interning them costs a hash-map
+            // insert each and saves nothing, so they are written inline and left to zstd.
+            AttrValue::String(s) if s.len() > INTERN_MAX_LEN => {
+                out.push(9);
+                put_varint(out, s.len() as u64);
+                out.extend_from_slice(s.as_bytes());
+            }
             AttrValue::String(s) => {
                 out.push(0);
                 self.string(out, s);
@@ -452,6 +462,7 @@ impl<'a> Decoded<'a> {
             }
             7 => AttrValue::Map(self.kvs(r, depth + 1)?),
             8 => AttrValue::Empty,
+            9 => AttrValue::String(r.string()?.to_owned()),
             _ => return Err(DecodeError("unknown value tag")),
         })
     }
@@ -691,7 +702,7 @@ fn skip_value(r: &mut Reader<'_>, depth: usize) -> Result<(), DecodeError> {
         4 => {
             r.bytes(8)?;
         }
-        5 => {
+        5 | 9 => {
             let n = r.len()?;
             r.bytes(n)?;
         }
