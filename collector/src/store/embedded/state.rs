@@ -57,6 +57,8 @@ pub(crate) struct OpKey {
 pub(crate) struct State {
     /// Acknowledged spans not yet sealed into a block, in write order.
     pub(crate) memtable: Vec<Arc<Span>>,
+    /// How many of the memtable's oldest spans were handed to the sealer thread.
+    pub(crate) frozen: usize,
     /// Sealed blocks in write order.
     pub(crate) blocks: Vec<Arc<Block>>,
     pub(crate) segments: BTreeMap<u32, Segment>,

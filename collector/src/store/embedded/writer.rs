@@ -1,5 +1,5 @@
-//! The single writer thread: WAL group commit, sealing blocks into segments, retention, and the
-//! recovery that runs at open.
+//! The writer threads: the commit thread (WAL group commit, WAL rotation) and the sealer thread
+//! (building blocks into segments, retention); and the recovery that runs at open.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Seek as _, SeekFrom, Write as _};
@@ -7,7 +7,8 @@ use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::block::{self, BlockMeta};
@@ -19,6 +20,10 @@ use crate::model::Span;
 use crate::store::StoreError;
 
 const WAL_FILE: &str = "wal.log";
+/// Retired WAL files (`wal-0000000001.log`): closed at a seal, deleted once its block is
+/// durable.
+const WAL_PREFIX: &str = "wal-";
+const WAL_SUFFIX: &str = ".log";
 const SEGMENT_PREFIX: &str = "seg-";
 const SEGMENT_SUFFIX: &str = ".tld";
 /// Most commands folded into one group commit.
@@ -67,38 +72,100 @@ fn wal_meta(seq: u64) -> Vec<u8> {
     m
 }
 
-/// The writer thread's state.
+/// A set of memtable spans handed to the sealer: the oldest unsealed spans, in write order.
+#[derive(Debug)]
+struct Frozen {
+    spans: Vec<Arc<Span>>,
+    /// Highest WAL sequence number among them.
+    seq_max: u64,
+    /// Retired WAL files (path, bytes) holding nothing but these spans and earlier ones:
+    /// deleted once their block is durable.
+    wal_files: Vec<(PathBuf, u64)>,
+}
+
+/// A request to the sealer thread. Processed in order, so a reply also means every earlier
+/// seal is done.
+#[derive(Debug)]
+enum Job {
+    Seal(Frozen),
+    /// Apply retention, then answer (with the error of a seal that still fails, if any).
+    Flush(Reply),
+    Retention(Reply),
+    Shutdown(Reply),
+    Crash {
+        frozen: Option<Frozen>,
+        reply: Reply,
+    },
+}
+
+/// Seal jobs that may wait for the sealer before the commit loop blocks (bounds the memtable
+/// to about `(2 + SEAL_QUEUE) × block_spans` spans).
+const SEAL_QUEUE: usize = 1;
+
+/// The commit thread's state: the WAL and the memtable's tail.
 pub(crate) struct Writer {
     cfg: EmbeddedConfig,
     shared: Arc<Shared>,
     wal: File,
     wal_len: u64,
-    active: u32,
-    active_file: Arc<File>,
-    active_len: u64,
+    /// Number for the next retired WAL file name.
+    next_wal_id: u64,
+    /// Retired WAL files whose spans are in the memtable and not yet handed to the sealer.
+    retired: Vec<(PathBuf, u64)>,
     next_seq: u64,
     /// Sequence number of the newest WAL record whose spans are in the memtable.
     memtable_seq: u64,
-    compressor: zstd::bulk::Compressor<'static>,
-    /// Set after a failed WAL write or fsync: every later write fails.
+    /// Set after a failed WAL write, fsync or rotation: every later write fails.
     failed: Option<String>,
+    sealer: SyncSender<Job>,
+    sealer_thread: Option<JoinHandle<()>>,
+}
+
+/// The sealer thread's state: segments, block building and retention.
+struct Sealer {
+    cfg: EmbeddedConfig,
+    shared: Arc<Shared>,
+    active: u32,
+    active_file: Arc<File>,
+    active_len: u64,
+    compressor: zstd::bulk::Compressor<'static>,
+    /// Spans of a seal that failed; retried with the next one (they stay in the memtable and
+    /// their WAL files are kept).
+    carry: Option<Frozen>,
     last_retention: Instant,
 }
 
+fn retired_wal_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{WAL_PREFIX}{id:010}{WAL_SUFFIX}"))
+}
+
 impl Writer {
-    /// Opens the data directory: loads segment summaries, replays the WAL, truncates torn tails.
+    /// Opens the data directory: loads segment summaries, replays the WAL files, truncates torn
+    /// tails, and starts the sealer thread.
     pub(crate) fn open(cfg: EmbeddedConfig, shared: Arc<Shared>) -> Result<Self, StoreError> {
         fs::create_dir_all(&cfg.dir)?;
-        let mut ids: Vec<u32> = fs::read_dir(&cfg.dir)?
-            .filter_map(|e| {
-                let name = e.ok()?.file_name().into_string().ok()?;
-                name.strip_prefix(SEGMENT_PREFIX)?
-                    .strip_suffix(SEGMENT_SUFFIX)?
-                    .parse()
-                    .ok()
-            })
-            .collect();
+        let mut ids: Vec<u32> = Vec::new();
+        let mut wal_ids: Vec<u64> = Vec::new();
+        for e in fs::read_dir(&cfg.dir)? {
+            let Ok(name) = e?.file_name().into_string() else {
+                continue;
+            };
+            if let Some(id) = name
+                .strip_prefix(SEGMENT_PREFIX)
+                .and_then(|n| n.strip_suffix(SEGMENT_SUFFIX))
+                .and_then(|n| n.parse().ok())
+            {
+                ids.push(id);
+            } else if let Some(id) = name
+                .strip_prefix(WAL_PREFIX)
+                .and_then(|n| n.strip_suffix(WAL_SUFFIX))
+                .and_then(|n| n.parse().ok())
+            {
+                wal_ids.push(id);
+            }
+        }
         ids.sort_unstable();
+        wal_ids.sort_unstable();
         let mut st = State::default();
         let mut persisted_seq = 0;
         for &id in &ids {
@@ -153,7 +220,71 @@ impl Writer {
             st.segments.insert(id, segment);
         }
 
-        // WAL replay.
+        // WAL replay: the retired files (whose block may not have been written) in order,
+        // then the active one.
+        let mut max_seq = persisted_seq;
+        let mut memtable_seq = persisted_seq;
+        let mut retired = Vec::new();
+        let mut wal_total = 0;
+        // Returns the valid length and whether any record was replayed.
+        let mut replay =
+            |path: &Path, wal: &File, st: &mut State| -> Result<(u64, bool), StoreError> {
+                let mut replayed = false;
+                let scan = record::scan(wal)?;
+                let file_len = wal.metadata()?.len();
+                report_scan(&shared, path, &scan, file_len)?;
+                if scan.valid_end < file_len {
+                    wal.set_len(scan.valid_end)?;
+                    wal.sync_all()?;
+                }
+                for rec in &scan.records {
+                    let seq = match (rec.kind, Reader::new(&rec.meta).varint()) {
+                        (KIND_WAL, Ok(seq)) => seq,
+                        _ => {
+                            corrupt(&shared, path, rec.offset, "bad WAL record header");
+                            continue;
+                        }
+                    };
+                    max_seq = max_seq.max(seq);
+                    if seq <= persisted_seq {
+                        continue; // already sealed into a block before the crash
+                    }
+                    let spans = match read_wal_record(wal, rec.data) {
+                        Ok(spans) => spans,
+                        Err(reason) => {
+                            corrupt(&shared, path, rec.offset, reason);
+                            continue;
+                        }
+                    };
+                    for span in spans {
+                        st.count_span(&span);
+                        st.memtable.push(Arc::new(span));
+                    }
+                    memtable_seq = seq;
+                    replayed = true;
+                }
+                Ok((scan.valid_end, replayed))
+            };
+        let mut deleted = false;
+        for &id in &wal_ids {
+            let path = retired_wal_path(&cfg.dir, id);
+            let file = OpenOptions::new().read(true).write(true).open(&path)?;
+            match replay(&path, &file, &mut st)? {
+                // Entirely covered by a block (the crash came before its deletion): delete it
+                // now, so that retention deleting that block can never revive its spans.
+                (_, false) => {
+                    fs::remove_file(&path)?;
+                    deleted = true;
+                }
+                (len, true) => {
+                    wal_total += len;
+                    retired.push((path, len));
+                }
+            }
+        }
+        if deleted {
+            sync_dir(&cfg.dir)?;
+        }
         let wal_path = cfg.dir.join(WAL_FILE);
         let mut wal = OpenOptions::new()
             .read(true)
@@ -161,42 +292,9 @@ impl Writer {
             .create(true)
             .truncate(false)
             .open(&wal_path)?;
-        let scan = record::scan(&wal)?;
-        let wal_file_len = wal.metadata()?.len();
-        report_scan(&shared, &wal_path, &scan, wal_file_len)?;
-        if scan.valid_end < wal_file_len {
-            wal.set_len(scan.valid_end)?;
-            wal.sync_all()?;
-        }
-        let mut max_seq = persisted_seq;
-        let mut memtable_seq = persisted_seq;
-        for rec in &scan.records {
-            let seq = match (rec.kind, Reader::new(&rec.meta).varint()) {
-                (KIND_WAL, Ok(seq)) => seq,
-                _ => {
-                    corrupt(&shared, &wal_path, rec.offset, "bad WAL record header");
-                    continue;
-                }
-            };
-            max_seq = max_seq.max(seq);
-            if seq <= persisted_seq {
-                continue; // already sealed into a block before the crash
-            }
-            let spans = match read_wal_record(&wal, rec.data) {
-                Ok(spans) => spans,
-                Err(reason) => {
-                    corrupt(&shared, &wal_path, rec.offset, reason);
-                    continue;
-                }
-            };
-            for span in spans {
-                st.count_span(&span);
-                st.memtable.push(Arc::new(span));
-            }
-            memtable_seq = seq;
-        }
-        wal.seek(SeekFrom::Start(scan.valid_end))?;
-        st.wal_bytes = scan.valid_end;
+        let (wal_len, _) = replay(&wal_path, &wal, &mut st)?;
+        wal.seek(SeekFrom::Start(wal_len))?;
+        st.wal_bytes = wal_total + wal_len;
 
         // Append to the last segment, or start the first one.
         let (active, active_file, active_len) = match st.segments.iter().next_back() {
@@ -223,41 +321,51 @@ impl Writer {
             recovered_spans = spans,
             "span store opened"
         );
-        let compressor = zstd::bulk::Compressor::new(cfg.compression_level)?;
-        let mut writer = Self {
-            wal,
-            wal_len: scan.valid_end,
+        let mut sealer = Sealer {
+            compressor: zstd::bulk::Compressor::new(cfg.compression_level)?,
             active,
             active_file,
             active_len,
+            carry: None,
+            last_retention: Instant::now(),
+            shared: Arc::clone(&shared),
+            cfg: cfg.clone(),
+        };
+        let (sealer_tx, sealer_rx) = sync_channel(SEAL_QUEUE);
+        let mut writer = Self {
+            wal,
+            wal_len,
+            next_wal_id: wal_ids.last().map_or(1, |id| id + 1),
+            retired,
             next_seq: max_seq + 1,
             memtable_seq,
-            compressor,
             failed: None,
-            last_retention: Instant::now(),
+            sealer: sealer_tx,
+            sealer_thread: None,
             shared,
             cfg,
         };
-        while writer.shared.state.read().memtable.len() >= writer.cfg.block_spans {
-            writer.seal(false)?;
+        if spans >= writer.cfg.block_spans
+            && let Some(frozen) = writer.freeze()?
+        {
+            sealer.seal(frozen, false)?;
         }
-        writer.enforce_retention()?;
+        sealer.enforce_retention()?;
+        writer.sealer_thread = Some(
+            std::thread::Builder::new()
+                .name("span-store-sealer".to_owned())
+                .spawn(move || sealer.run(sealer_rx))?,
+        );
         Ok(writer)
     }
 
     /// The thread body: serves commands until shutdown or until every sender is gone.
     pub(crate) fn run(mut self, rx: Receiver<Command>) {
         loop {
-            let first = match rx.recv_timeout(self.cfg.retention_check_interval) {
-                Ok(cmd) => cmd,
-                Err(RecvTimeoutError::Timeout) => {
-                    self.periodic();
-                    continue;
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    let _ = self.seal(false);
-                    return;
-                }
+            let Ok(first) = rx.recv() else {
+                let (reply, _rx) = sync_channel(1);
+                self.stop(Command::Shutdown(reply));
+                return;
             };
             let mut cmds = vec![first];
             while cmds.len() < MAX_GROUP {
@@ -284,21 +392,100 @@ impl Writer {
                 }
             }
             self.commit(writes);
-            if self.shared.state.read().memtable.len() >= self.cfg.block_spans
-                && let Err(e) = self.seal(false)
-            {
-                tracing::error!(error = %e, "sealing a block failed; the spans stay in the WAL");
+            let unfrozen = {
+                let st = self.shared.state.read();
+                st.memtable.len() - st.frozen
+            };
+            if unfrozen >= self.cfg.block_spans {
+                self.hand_over();
             }
-            self.periodic();
         }
     }
 
-    fn periodic(&mut self) {
-        if self.last_retention.elapsed() >= self.cfg.retention_check_interval {
-            if let Err(e) = self.enforce_retention() {
-                tracing::error!(error = %e, "span store retention failed");
+    /// Freezes the unsealed spans and queues them for the sealer (blocks while it is busy
+    /// with earlier ones).
+    fn hand_over(&mut self) {
+        match self.freeze() {
+            Ok(Some(frozen)) => self.send(Job::Seal(frozen)),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "rotating the WAL failed; the store refuses further writes");
+                self.failed = Some(e.to_string());
             }
-            self.last_retention = Instant::now();
+        }
+    }
+
+    fn send(&self, job: Job) {
+        if self.sealer.send(job).is_err() {
+            tracing::error!("the span store sealer thread is gone");
+        }
+    }
+
+    /// Takes the memtable spans not yet handed to the sealer, after retiring the WAL file
+    /// that holds them (renamed to `wal-N.log`, replaced by an empty `wal.log`).
+    fn freeze(&mut self) -> Result<Option<Frozen>, StoreError> {
+        if self.shared.state.read().frozen == self.shared.state.read().memtable.len() {
+            return Ok(None);
+        }
+        if self.failed.is_some() {
+            return Ok(None);
+        }
+        let wal_path = self.cfg.dir.join(WAL_FILE);
+        let retired = retired_wal_path(&self.cfg.dir, self.next_wal_id);
+        fs::rename(&wal_path, &retired)?;
+        self.next_wal_id += 1;
+        self.retired.push((retired, self.wal_len));
+        let wal = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&wal_path)?;
+        // The new name must be durable before a record in it is acknowledged.
+        sync_dir(&self.cfg.dir)?;
+        self.wal = wal;
+        self.wal_len = 0;
+        let spans = {
+            let mut st = self.shared.state.write();
+            let from = st.frozen;
+            st.frozen = st.memtable.len();
+            st.memtable[from..].to_vec()
+        };
+        Ok(Some(Frozen {
+            spans,
+            seq_max: self.memtable_seq,
+            wal_files: std::mem::take(&mut self.retired),
+        }))
+    }
+
+    /// Hands the remaining spans over (unless `Crash { mid_seal: false }`), stops the sealer
+    /// with `cmd` and waits for it.
+    fn stop(&mut self, cmd: Command) {
+        let job = match cmd {
+            Command::Shutdown(reply) => {
+                self.hand_over();
+                Job::Shutdown(reply)
+            }
+            Command::Crash { mid_seal, reply } => {
+                let frozen = if mid_seal {
+                    match self.freeze() {
+                        Ok(f) => f,
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
+                            None
+                        }
+                    }
+                } else {
+                    None
+                };
+                Job::Crash { frozen, reply }
+            }
+            _ => return,
+        };
+        self.send(job);
+        if let Some(handle) = self.sealer_thread.take()
+            && handle.join().is_err()
+        {
+            tracing::error!("the span store sealer thread panicked");
         }
     }
 
@@ -307,21 +494,16 @@ impl Writer {
         match cmd {
             Command::Write { .. } => false,
             Command::Flush(reply) => {
-                let r = self.seal(false).and_then(|()| self.enforce_retention());
-                let _ = reply.send(r);
+                self.hand_over();
+                self.send(Job::Flush(reply));
                 false
             }
             Command::Retention(reply) => {
-                let _ = reply.send(self.enforce_retention());
+                self.send(Job::Retention(reply));
                 false
             }
-            Command::Shutdown(reply) => {
-                let _ = reply.send(self.seal(false));
-                true
-            }
-            Command::Crash { mid_seal, reply } => {
-                let r = if mid_seal { self.seal(true) } else { Ok(()) };
-                let _ = reply.send(r);
+            stop @ (Command::Shutdown(_) | Command::Crash { .. }) => {
+                self.stop(stop);
                 true
             }
         }
@@ -359,33 +541,144 @@ impl Writer {
             }
             return;
         }
-        self.wal_len += buf.len() as u64;
+        let written = buf.len() as u64;
+        self.wal_len += written;
+        drop(buf);
         let mut replies = Vec::with_capacity(writes.len());
+        let mut fresh = Vec::with_capacity(writes.iter().map(|w| w.2.len()).sum());
+        for (data, _, spans, reply) in writes {
+            drop(data);
+            fresh.extend(spans.into_iter().map(Arc::new));
+            replies.push(reply);
+        }
         {
             let mut st = self.shared.state.write();
-            st.wal_bytes = self.wal_len;
-            for (_, _, spans, reply) in writes {
-                for span in spans {
-                    st.count_span(&span);
-                    st.memtable.push(Arc::new(span));
-                }
-                replies.push(reply);
+            st.wal_bytes += written;
+            for span in &fresh {
+                st.count_span(span);
             }
+            st.memtable.append(&mut fresh);
         }
         self.memtable_seq = first_seq + replies.len() as u64 - 1;
         for reply in replies {
             let _ = reply.send(Ok(()));
         }
     }
+}
 
-    /// Compresses the memtable into a block, appends it to the active segment, fsyncs, then
-    /// empties the WAL. `crash_after_write` stops right after the block's fsync (tests).
-    fn seal(&mut self, crash_after_write: bool) -> Result<(), StoreError> {
-        let spans: Vec<Arc<Span>> = self.shared.state.read().memtable.clone();
-        if spans.is_empty() {
+impl Sealer {
+    fn run(mut self, rx: Receiver<Job>) {
+        loop {
+            let job = match rx.recv_timeout(self.cfg.retention_check_interval) {
+                Ok(job) => job,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.periodic();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            match job {
+                Job::Seal(frozen) => {
+                    if let Err(e) = self.seal(frozen, false) {
+                        tracing::error!(error = %e, "sealing a block failed; the spans stay in the WAL");
+                    }
+                }
+                Job::Flush(reply) => {
+                    let r = self.retry().and_then(|()| self.enforce_retention());
+                    self.last_retention = Instant::now();
+                    let _ = reply.send(r);
+                }
+                Job::Retention(reply) => {
+                    let _ = reply.send(self.enforce_retention());
+                    self.last_retention = Instant::now();
+                }
+                Job::Shutdown(reply) => {
+                    let _ = reply.send(self.retry());
+                    return;
+                }
+                Job::Crash { frozen, reply } => {
+                    let r = match frozen {
+                        Some(f) => self.seal(f, true),
+                        None => Ok(()),
+                    };
+                    let _ = reply.send(r);
+                    return;
+                }
+            }
+            self.periodic();
+        }
+    }
+
+    fn periodic(&mut self) {
+        if self.last_retention.elapsed() >= self.cfg.retention_check_interval {
+            if let Err(e) = self.enforce_retention() {
+                tracing::error!(error = %e, "span store retention failed");
+            }
+            self.last_retention = Instant::now();
+        }
+    }
+
+    /// Retries a seal that failed earlier, if any.
+    fn retry(&mut self) -> Result<(), StoreError> {
+        match self.carry.take() {
+            Some(frozen) => self.seal_all(frozen, false),
+            None => Ok(()),
+        }
+    }
+
+    /// Seals `frozen` (after any earlier spans whose seal failed).
+    fn seal(&mut self, frozen: Frozen, crash_after_write: bool) -> Result<(), StoreError> {
+        let frozen = match self.carry.take() {
+            Some(mut carry) => {
+                carry.spans.extend(frozen.spans);
+                carry.seq_max = carry.seq_max.max(frozen.seq_max);
+                carry.wal_files.extend(frozen.wal_files);
+                carry
+            }
+            None => frozen,
+        };
+        self.seal_all(frozen, crash_after_write)
+    }
+
+    /// Compresses the frozen spans into a block, appends it to the active segment, fsyncs,
+    /// publishes it in place of the spans, then deletes the WAL files it covers.
+    /// `crash_after_write` stops right after the block's fsync (tests).
+    fn seal_all(&mut self, frozen: Frozen, crash_after_write: bool) -> Result<(), StoreError> {
+        if frozen.spans.is_empty() {
             return Ok(());
         }
-        let built = block::build(&spans, self.memtable_seq, &mut self.compressor)?;
+        match self.write_block(&frozen, crash_after_write) {
+            Ok(()) if crash_after_write => Ok(()),
+            Ok(()) => {
+                let freed: u64 = frozen.wal_files.iter().map(|(_, n)| n).sum();
+                let Frozen {
+                    spans, wal_files, ..
+                } = frozen;
+                // The last references to the spans usually go here, off the commit path.
+                drop(spans);
+                for (path, _) in &wal_files {
+                    match fs::remove_file(path) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                {
+                    let mut st = self.shared.state.write();
+                    st.wal_bytes = st.wal_bytes.saturating_sub(freed);
+                }
+                sync_dir(&self.cfg.dir)?;
+                Ok(())
+            }
+            Err(e) => {
+                self.carry = Some(frozen);
+                Err(e)
+            }
+        }
+    }
+
+    fn write_block(&mut self, frozen: &Frozen, crash_after_write: bool) -> Result<(), StoreError> {
+        let built = block::build(&frozen.spans, frozen.seq_max, &mut self.compressor)?;
         let rec = record::frame(
             KIND_BLOCK,
             &built.meta_bytes,
@@ -431,21 +724,16 @@ impl Writer {
                 meta: built.meta,
                 corrupt: AtomicBool::new(false),
             }));
-            // Freed below, outside the lock.
-            sealed = st.memtable.drain(..spans.len()).collect();
+            // The frozen spans are the memtable's oldest ones. Freed below, outside the lock.
+            let n = frozen.spans.len();
+            sealed = st.memtable.drain(..n).collect();
+            st.frozen -= n;
             if let Some(seg) = st.segments.get_mut(&self.active) {
                 seg.bytes = self.active_len;
                 seg.max_end = seg.max_end.max(max_end);
             }
         }
         drop(sealed);
-        drop(spans);
-        // The block is durable: the WAL's records are all covered by it.
-        self.wal.set_len(0)?;
-        self.wal.seek(SeekFrom::Start(0))?;
-        self.wal.sync_all()?;
-        self.wal_len = 0;
-        self.shared.state.write().wal_bytes = 0;
         Ok(())
     }
 
@@ -476,7 +764,7 @@ impl Writer {
     /// Deletes whole segments whose newest span ended before the retention horizon, then the
     /// oldest segments while the store is over its disk cap. Only sealed, fsynced data is ever
     /// deleted, so newer acknowledged spans are unaffected.
-    pub(crate) fn enforce_retention(&mut self) -> Result<(), StoreError> {
+    fn enforce_retention(&mut self) -> Result<(), StoreError> {
         let retention = u64::try_from(self.cfg.retention.as_nanos()).unwrap_or(u64::MAX);
         let cutoff = now_ns().saturating_sub(retention);
         let (expired, mut over): (Vec<u32>, Vec<u32>) = {
@@ -544,8 +832,6 @@ impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Writer")
             .field("dir", &self.cfg.dir)
-            .field("active", &self.active)
-            .field("active_len", &self.active_len)
             .field("wal_len", &self.wal_len)
             .field("next_seq", &self.next_seq)
             .finish_non_exhaustive()
