@@ -128,8 +128,19 @@ impl TagFilter {
 ///
 /// Must stay in step with `Span::matches_tag`: a pair missing here makes the search skip
 /// blocks it should read (the model test catches that).
-fn for_each_own_tag(span: &Span, f: &mut impl FnMut(u64)) {
-    for_each_kv(&span.attributes, f);
+fn for_each_own_tag<'s>(span: &'s Span, keys: &mut KeyHashes<'s>, f: &mut impl FnMut(u64)) {
+    for (i, kv) in span.attributes.iter().enumerate() {
+        let kh = keys.get(i, &kv.key);
+        match &kv.value {
+            AttrValue::String(s) => f(hash_bytes(kh, s.as_bytes())),
+            AttrValue::Int(i) => {
+                let mut buf = [0u8; 20];
+                f(hash_bytes(kh, int_str(*i, &mut buf).as_bytes()));
+            }
+            AttrValue::Bool(b) => f(hash_bytes(kh, if *b { b"true" } else { b"false" })),
+            other => f(tag_hash(&kv.key, &other.to_search_string())),
+        }
+    }
     for e in &span.events {
         for_each_kv(&e.attributes, f);
     }
@@ -146,6 +157,29 @@ fn for_each_own_tag(span: &Span, f: &mut impl FnMut(u64)) {
     }
     if !span.status.message.is_empty() {
         f(tag_hash("otel.status_description", &span.status.message));
+    }
+}
+
+/// `hash_bytes(1, key)` of span attribute keys, cached by position: neighbouring spans mostly
+/// have the same keys in the same order.
+#[derive(Default)]
+struct KeyHashes<'s>(Vec<Option<(&'s str, u64)>>);
+
+impl<'s> KeyHashes<'s> {
+    fn get(&mut self, slot: usize, key: &'s str) -> u64 {
+        if let Some(Some((k, h))) = self.0.get(slot)
+            && *k == key
+        {
+            return *h;
+        }
+        let h = hash_bytes(1, key.as_bytes());
+        if slot < 64 {
+            if self.0.len() <= slot {
+                self.0.resize(slot + 1, None);
+            }
+            self.0[slot] = Some((key, h));
+        }
+        h
     }
 }
 
@@ -307,6 +341,7 @@ pub(crate) fn build(
     let mut tags: Vec<u64> = Vec::with_capacity(spans.len() * 12);
     let mut resource_tags: FxMap<*const Resource, ()> = FxMap::default();
     let mut scope_seen: FxMap<*const Scope, ()> = FxMap::default();
+    let mut keys = KeyHashes::default();
     let (mut min_start, mut max_start, mut max_end) = (u64::MAX, 0, 0);
     let (mut min_duration, mut max_duration) = (u64::MAX, 0);
     for s in spans {
@@ -318,7 +353,7 @@ pub(crate) fn build(
         min_duration = min_duration.min(s.duration_ns());
         max_duration = max_duration.max(s.duration_ns());
         let mut push = |h| tags.push(h);
-        for_each_own_tag(s, &mut push);
+        for_each_own_tag(s, &mut keys, &mut push);
         if resource_tags.insert(Arc::as_ptr(&s.resource), ()).is_none() {
             for_each_kv(&s.resource.attributes, &mut push);
         }

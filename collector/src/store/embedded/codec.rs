@@ -214,17 +214,48 @@ struct Encoder<'s> {
     table_ids: FxMap<Vec<u8>, u32>,
     resources: Vec<Vec<u8>>,
     scopes: Vec<Vec<u8>>,
+    /// The string last written at each slot and its id (see [`Encoder::string_at`]).
+    recent: Vec<Option<(&'s str, u32)>>,
 }
 
+/// Slots of [`Encoder::string_at`]: trace state, name, status message, then key/value pairs of
+/// the span attributes by position.
+const SPAN_SLOTS: usize = 3;
+const RECENT_SLOTS: usize = SPAN_SLOTS + 64;
+
 impl<'s> Encoder<'s> {
-    fn string(&mut self, out: &mut Vec<u8>, s: &'s str) {
+    fn intern(&mut self, s: &'s str) -> u32 {
         let next = self.strings.len() as u32;
-        let id = *self.string_ids.entry(s).or_insert_with(|| {
+        *self.string_ids.entry(s).or_insert_with(|| {
             self.strings.push(s);
             self.strings_len += s.len() + 2;
             next
-        });
+        })
+    }
+
+    fn string(&mut self, out: &mut Vec<u8>, s: &'s str) {
+        let id = self.intern(s);
         put_varint(out, u64::from(id));
+    }
+
+    /// Like [`Self::string`], but first compares with the string last written at `slot`:
+    /// spans mostly repeat their neighbours' keys in the same order, and a compare is much
+    /// cheaper than a hash-map lookup.
+    fn string_at(&mut self, out: &mut Vec<u8>, s: &'s str, slot: usize) {
+        if let Some(Some((last, id))) = self.recent.get(slot)
+            && *last == s
+        {
+            put_varint(out, u64::from(*id));
+            return;
+        }
+        let id = self.intern(s);
+        put_varint(out, u64::from(id));
+        if slot < RECENT_SLOTS {
+            if self.recent.len() <= slot {
+                self.recent.resize(slot + 1, None);
+            }
+            self.recent[slot] = Some((s, id));
+        }
     }
 
     fn kvs(&mut self, out: &mut Vec<u8>, kvs: &'s [KeyValue]) {
@@ -232,6 +263,21 @@ impl<'s> Encoder<'s> {
         for kv in kvs {
             self.string(out, &kv.key);
             self.value(out, &kv.value);
+        }
+    }
+
+    /// A span's own attributes: keys and short values go through the per-position cache.
+    fn span_kvs(&mut self, out: &mut Vec<u8>, kvs: &'s [KeyValue]) {
+        put_varint(out, kvs.len() as u64);
+        for (i, kv) in kvs.iter().enumerate() {
+            self.string_at(out, &kv.key, 2 * i + SPAN_SLOTS);
+            match &kv.value {
+                AttrValue::String(v) if v.len() <= INTERN_MAX_LEN => {
+                    out.push(0);
+                    self.string_at(out, v, 2 * i + 1 + SPAN_SLOTS);
+                }
+                v => self.value(out, v),
+            }
         }
     }
 
@@ -329,14 +375,14 @@ impl<'s> Encoder<'s> {
                 }
             },
         }
-        self.string(out, &s.trace_state);
+        self.string_at(out, &s.trace_state, 0);
         put_varint(out, u64::from(s.flags));
-        self.string(out, &s.name);
+        self.string_at(out, &s.name, 1);
         out.push(s.kind.to_otlp() as u8);
         put_varint(out, zigzag(s.start_ns.wrapping_sub(*prev) as i64));
         *prev = s.start_ns;
         put_varint(out, zigzag(s.end_ns.wrapping_sub(s.start_ns) as i64));
-        self.kvs(out, &s.attributes);
+        self.span_kvs(out, &s.attributes);
         put_varint(out, s.events.len() as u64);
         for e in &s.events {
             put_varint(out, zigzag(e.time_ns.wrapping_sub(s.start_ns) as i64));
@@ -351,7 +397,7 @@ impl<'s> Encoder<'s> {
             self.kvs(out, &l.attributes);
         }
         out.push(s.status.code.to_otlp() as u8);
-        self.string(out, &s.status.message);
+        self.string_at(out, &s.status.message, 2);
         let r = self.resource(&s.resource);
         put_varint(out, u64::from(r));
         let sc = self.scope(&s.scope);
