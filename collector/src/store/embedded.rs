@@ -6,25 +6,28 @@
 //! # Data directory
 //!
 //! ```text
-//! wal.log              batches acknowledged since the last block (checksummed records)
+//! wal.log              batches acknowledged since the last seal began (checksummed records)
+//! wal-0000000001.log   retired WAL files whose block is being sealed (deleted once durable)
 //! seg-0000000001.tld   blocks of ~4096 spans, zstd, each with a summary and a tag filter
 //! seg-0000000002.tld   ...
 //! ```
 //!
 //! # Durability
 //!
-//! [`SpanStore::write_batch`] hands the encoded batch to one writer thread, which appends every
+//! [`SpanStore::write_batch`] hands the encoded batch to the commit thread, which appends every
 //! queued batch to the WAL, calls `fdatasync` once for all of them (group commit), and only then
-//! answers. When enough spans have accumulated the writer compresses them into a block, appends
-//! it to the current segment, fsyncs it, and empties the WAL. On open, torn tails of the WAL and
-//! of the segments are truncated, records failing their checksum are skipped and counted (with
-//! an error log), and WAL records not yet covered by a block are replayed.
+//! answers. When enough spans have accumulated it retires the WAL file (`wal.log` becomes
+//! `wal-N.log`) and hands the spans to the sealer thread, which compresses them into a block,
+//! appends it to the current segment, fsyncs it, and deletes the retired WAL file; group
+//! commits continue meanwhile. On open, torn tails of the WAL files and of the segments are
+//! truncated, records failing their checksum are skipped and counted (with an error log), and
+//! WAL records not yet covered by a block are replayed, oldest file first.
 //!
 //! # Retention
 //!
 //! Whole segments are deleted when their newest span ended before the retention horizon, and
 //! the oldest segments are deleted while the directory is over `max_disk_bytes`. Checked after
-//! every block, on [`SpanStore::flush`] and every `retention_check_interval`.
+//! every block, on [`SpanStore::flush`] and every `retention_check_interval`, on the sealer thread.
 //!
 //! # Example
 //!
@@ -63,7 +66,7 @@ use crate::model::{DependencyLink, SpanBatch, SpanKind, Trace, TraceId};
 use state::State;
 use writer::{Command, Writer};
 
-/// Batches that may wait for the writer thread before `write_batch` blocks.
+/// Batches that may wait for the commit thread before `write_batch` blocks.
 const QUEUE_DEPTH: usize = 64;
 
 /// Configuration of an [`EmbeddedStore`]. Build with [`EmbeddedConfig::new`], then adjust fields.
@@ -119,7 +122,7 @@ impl EmbeddedConfig {
     }
 }
 
-/// What readers and the writer thread share.
+/// What readers and the writer threads share.
 #[derive(Debug)]
 struct Shared {
     state: RwLock<State>,
