@@ -142,6 +142,7 @@ pub async fn start_with_store(
     let metrics = Arc::new(Metrics::default());
     let (sender, worker) = pipeline(
         c.pipeline.capacity,
+        c.pipeline.max_queued_spans,
         Arc::clone(&store),
         Arc::clone(&metrics),
     );

@@ -22,6 +22,7 @@ Environment variables:
   TRACELIGHT_RECEIVER_HTTP_LISTEN          --otlp-http-listen
   TRACELIGHT_RECEIVER_MAX_REQUEST_BYTES    --max-request-bytes
   TRACELIGHT_PIPELINE_CAPACITY             --pipeline-capacity
+  TRACELIGHT_PIPELINE_MAX_QUEUED_SPANS     --pipeline-max-spans
   TRACELIGHT_PIPELINE_RETRY_AFTER_SECONDS  (file/env only) retry delay suggested on overload
   TRACELIGHT_QUERY_LISTEN                  --query-listen
   TRACELIGHT_ADMIN_LISTEN                  --admin-listen
@@ -84,6 +85,11 @@ pub struct Cli {
     #[arg(long, value_name = "N")]
     pub pipeline_capacity: Option<usize>,
 
+    /// Spans queued between receivers and store before clients get 503/UNAVAILABLE, whatever
+    /// the batch sizes [default: 65536].
+    #[arg(long, value_name = "N")]
+    pub pipeline_max_spans: Option<usize>,
+
     /// Jaeger query API listen address (Grafana, Jaeger UI) [default: 127.0.0.1:16686].
     #[arg(long, value_name = "ADDR")]
     pub query_listen: Option<SocketAddr>,
@@ -142,6 +148,10 @@ impl Cli {
             self.pipeline_capacity.map(|n| n.to_string()),
         );
         push(
+            Setting::PipelineMaxSpans,
+            self.pipeline_max_spans.map(|n| n.to_string()),
+        );
+        push(
             Setting::QueryListen,
             self.query_listen.map(|a| a.to_string()),
         );
@@ -175,6 +185,7 @@ mod tests {
             "--otlp-http-listen",
             "--max-request-bytes",
             "--pipeline-capacity",
+            "--pipeline-max-spans",
             "--query-listen",
             "--admin-listen",
         ] {

@@ -20,6 +20,7 @@
 //!
 //! [pipeline]
 //! capacity = 64                  # batches queued between receivers and store
+//! max_queued_spans = 65536       # and at most this many spans, whatever the batch sizes
 //! retry_after_seconds = 1
 //!
 //! [query]
@@ -62,6 +63,8 @@ pub const DEFAULT_MAX_DISK_BYTES: u64 = 10 << 30;
 pub const MIN_MAX_DISK_BYTES: u64 = 64 << 20;
 /// Default pipeline queue length, in batches.
 pub const DEFAULT_PIPELINE_CAPACITY: usize = 64;
+/// Default cap on spans queued in the pipeline.
+pub const DEFAULT_MAX_QUEUED_SPANS: usize = 65_536;
 
 /// Reads environment variables; implemented for the process environment and for maps.
 pub trait EnvLookup {
@@ -185,6 +188,9 @@ impl Default for ReceiverConfig {
 pub struct PipelineConfig {
     /// Batches queued between the receivers and the store; beyond it clients get 503.
     pub capacity: usize,
+    /// Spans queued between receivers and store at most; bounds memory whatever the batch
+    /// sizes (64 batches of 100 000 spans would otherwise all be held).
+    pub max_queued_spans: usize,
     /// Retry delay suggested to throttled clients, in seconds.
     pub retry_after_seconds: u64,
 }
@@ -193,6 +199,7 @@ impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
             capacity: DEFAULT_PIPELINE_CAPACITY,
+            max_queued_spans: DEFAULT_MAX_QUEUED_SPANS,
             retry_after_seconds: 1,
         }
     }
@@ -266,6 +273,8 @@ pub enum Setting {
     MaxRequestBytes,
     /// `pipeline.capacity`.
     PipelineCapacity,
+    /// `pipeline.max_queued_spans`.
+    PipelineMaxSpans,
     /// `pipeline.retry_after_seconds`.
     RetryAfterSeconds,
     /// `query.listen`.
@@ -276,7 +285,7 @@ pub enum Setting {
 
 impl Setting {
     /// All settings.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 13] = [
         Self::StorageBackend,
         Self::DataDir,
         Self::MemoryMaxSpans,
@@ -286,6 +295,7 @@ impl Setting {
         Self::HttpListen,
         Self::MaxRequestBytes,
         Self::PipelineCapacity,
+        Self::PipelineMaxSpans,
         Self::RetryAfterSeconds,
         Self::QueryListen,
         Self::AdminListen,
@@ -303,6 +313,7 @@ impl Setting {
             Self::HttpListen => "receiver.http_listen",
             Self::MaxRequestBytes => "receiver.max_request_bytes",
             Self::PipelineCapacity => "pipeline.capacity",
+            Self::PipelineMaxSpans => "pipeline.max_queued_spans",
             Self::RetryAfterSeconds => "pipeline.retry_after_seconds",
             Self::QueryListen => "query.listen",
             Self::AdminListen => "admin.listen",
@@ -340,6 +351,7 @@ impl Setting {
             Self::HttpListen => config.receiver.http_listen = parse(self, raw, origin)?,
             Self::MaxRequestBytes => config.receiver.max_request_bytes = parse(self, raw, origin)?,
             Self::PipelineCapacity => config.pipeline.capacity = parse(self, raw, origin)?,
+            Self::PipelineMaxSpans => config.pipeline.max_queued_spans = parse(self, raw, origin)?,
             Self::RetryAfterSeconds => {
                 config.pipeline.retry_after_seconds = parse(self, raw, origin)?;
             }
@@ -488,6 +500,12 @@ impl Config {
             return Err(invalid(
                 Setting::MaxRequestBytes,
                 "must be between 1024 and 2147483648".to_owned(),
+            ));
+        }
+        if !(1..=100_000_000).contains(&self.pipeline.max_queued_spans) {
+            return Err(invalid(
+                Setting::PipelineMaxSpans,
+                "must be between 1 and 100000000".to_owned(),
             ));
         }
         if !(1..=1_000_000).contains(&self.pipeline.capacity) {

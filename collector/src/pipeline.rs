@@ -2,7 +2,8 @@
 //!
 //! A receiver [`submit`](PipelineSender::submit)s a converted batch and waits for the store's
 //! answer before acknowledging the client, so an acknowledged span is always stored (and, with
-//! a durable store, on disk). The queue holds at most `capacity` batches; when it is full the
+//! a durable store, on disk). The queue holds at most `capacity` batches and `max_spans` spans
+//! (whichever is reached first); when it is full the
 //! submission is refused at once ([`SubmitError::Full`]) and the receiver answers 503 /
 //! `UNAVAILABLE` with a retry delay instead of buffering more.
 //!
@@ -11,6 +12,7 @@
 //! fsync (group commit), so one writer would pay a whole fsync per batch.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
@@ -38,24 +40,72 @@ pub enum SubmitError {
 struct Envelope {
     batch: SpanBatch,
     ack: oneshot::Sender<Result<(), StoreError>>,
+    /// Returns the batch's spans to the budget when the envelope is done with (or dropped).
+    budget: SpanRelease,
+}
+
+#[derive(Debug)]
+struct SpanRelease {
+    budget: Arc<SpanBudget>,
+    spans: usize,
+}
+
+impl Drop for SpanRelease {
+    fn drop(&mut self) {
+        self.budget.release(self.spans);
+    }
 }
 
 /// The receivers' handle on the pipeline. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct PipelineSender {
     tx: mpsc::Sender<Envelope>,
+    spans: Arc<SpanBudget>,
+}
+
+/// Spans admitted to the queue and not yet written.
+#[derive(Debug)]
+struct SpanBudget {
+    queued: AtomicUsize,
+    max: usize,
+}
+
+impl SpanBudget {
+    /// Admits `n` spans, or refuses without changing the count. A batch larger than the whole
+    /// budget is admitted when the queue is empty, so it can never be refused forever.
+    fn admit(&self, n: usize) -> bool {
+        self.queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
+                (q == 0 || q + n <= self.max).then_some(q + n)
+            })
+            .is_ok()
+    }
+
+    fn release(&self, n: usize) {
+        self.queued.fetch_sub(n, Ordering::AcqRel);
+    }
 }
 
 impl PipelineSender {
     /// Queues a batch and waits until the store has it. Never waits for queue space.
     pub async fn submit(&self, batch: SpanBatch) -> Result<(), SubmitError> {
+        let spans = batch.len();
+        if !self.spans.admit(spans) {
+            return Err(SubmitError::Full);
+        }
         let (ack, done) = oneshot::channel();
-        self.tx
-            .try_send(Envelope { batch, ack })
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => SubmitError::Full,
-                mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
-            })?;
+        let sent = self.tx.try_send(Envelope {
+            batch,
+            ack,
+            budget: SpanRelease {
+                budget: Arc::clone(&self.spans),
+                spans,
+            },
+        });
+        sent.map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => SubmitError::Full,
+            mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
+        })?;
         done.await.map_err(|_| SubmitError::Closed)??;
         Ok(())
     }
@@ -94,15 +144,23 @@ pub struct PipelineWorker {
     metrics: Arc<Metrics>,
 }
 
-/// Creates a pipeline holding at most `capacity` (≥ 1) batches.
+/// Creates a pipeline holding at most `capacity` (≥ 1) batches and `max_spans` spans.
 pub fn pipeline(
     capacity: usize,
+    max_spans: usize,
     store: Arc<dyn SpanStore>,
     metrics: Arc<Metrics>,
 ) -> (PipelineSender, PipelineWorker) {
     let (tx, rx) = mpsc::channel(capacity.max(1));
     let rx = Arc::new(parking_lot::Mutex::new(rx));
-    (PipelineSender { tx }, PipelineWorker { rx, store, metrics })
+    let spans = Arc::new(SpanBudget {
+        queued: AtomicUsize::new(0),
+        max: max_spans.max(1),
+    });
+    (
+        PipelineSender { tx, spans },
+        PipelineWorker { rx, store, metrics },
+    )
 }
 
 impl PipelineWorker {
@@ -134,11 +192,12 @@ impl PipelineWorker {
         loop {
             // The lock is held only while waiting for the next batch, not while writing it.
             let next = self.rx.lock().blocking_recv();
-            let Some(Envelope { batch, ack }) = next else {
+            let Some(Envelope { batch, ack, budget }) = next else {
                 break;
             };
             let started = Instant::now();
             let result = self.store.write_batch(batch);
+            drop(budget);
             self.metrics.store_write_latency(started.elapsed());
             if let Err(e) = &result {
                 tracing::error!(error = %e, "store write failed");

@@ -26,6 +26,7 @@ use prost::Message as _;
 use tonic::codec::CompressionEncoding;
 use tonic_types::StatusExt as _;
 use tracelight_collector::model::{DependencyLink, SpanBatch, SpanKind as Kind, Trace, TraceId};
+use tracelight_collector::pipeline;
 use tracelight_collector::store::{
     MemoryStore, Operation, SpanStore, StoreError, StoreStats, TraceQuery,
 };
@@ -431,10 +432,13 @@ async fn full_pipeline_answers_503_and_unavailable_then_recovers() {
         )
         .await,
     );
-    // First request: taken by the worker, which blocks in the store.
-    let first = {
+    // First requests: one per pipeline worker, each of which blocks in the store. Sent one at
+    // a time: with a one-batch queue, two arriving before a worker takes the first would
+    // already be backpressure.
+    let mut first = Vec::new();
+    for n in 1..=pipeline::WORKERS {
         let c = Arc::clone(&c);
-        tokio::spawn(async move {
+        first.push(tokio::spawn(async move {
             post(
                 &c,
                 PROTOBUF,
@@ -443,12 +447,12 @@ async fn full_pipeline_answers_503_and_unavailable_then_recovers() {
             )
             .await
             .status()
+        }));
+        eventually("a worker to block", async || {
+            store.entered.load(Ordering::SeqCst) == n
         })
-    };
-    eventually("the worker to block", async || {
-        store.entered.load(Ordering::SeqCst) == 1
-    })
-    .await;
+        .await;
+    }
     // Second request: fills the one-batch queue.
     let second = {
         let c = Arc::clone(&c);
@@ -490,7 +494,9 @@ async fn full_pipeline_answers_503_and_unavailable_then_recovers() {
     assert_eq!(retry.retry_delay, Some(Duration::from_secs(1)));
 
     store.open_gate();
-    assert_eq!(first.await.unwrap(), 200);
+    for first in first {
+        assert_eq!(first.await.unwrap(), 200);
+    }
     assert_eq!(second.await.unwrap(), 200);
     let (_, m) = c.admin("/metrics").await;
     for protocol in ["http", "grpc"] {
@@ -551,4 +557,64 @@ async fn shutdown_drains_in_flight_requests_and_turns_not_ready() {
     c.running.wait().await.unwrap();
     let id = TraceId::from_hex(TRACE_1).unwrap();
     assert!(store.get_trace(id).unwrap().is_some());
+}
+
+#[tokio::test]
+async fn the_span_budget_bounds_the_queue_whatever_the_batch_count() {
+    let store = Arc::new(GatedStore {
+        inner: MemoryStore::new(1000),
+        open: Mutex::new(false),
+        opened: Condvar::new(),
+        entered: AtomicUsize::new(0),
+    });
+    let c = Arc::new(
+        TestCollector::start_with_store(
+            |cfg| {
+                cfg.pipeline.capacity = 64;
+                cfg.pipeline.max_queued_spans = 1;
+            },
+            Arc::clone(&store) as Arc<dyn SpanStore>,
+        )
+        .await,
+    );
+    // One span in the store's hands uses the whole budget...
+    let first = {
+        let c = Arc::clone(&c);
+        tokio::spawn(async move {
+            post(
+                &c,
+                PROTOBUF,
+                None,
+                one_span_request(TRACE_1).encode_to_vec(),
+            )
+            .await
+            .status()
+        })
+    };
+    eventually("the write to start", async || {
+        store.entered.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    // ...so the next request is refused at once although 63 batch slots are free.
+    let refused = post(
+        &c,
+        PROTOBUF,
+        None,
+        one_span_request(TRACE_2).encode_to_vec(),
+    )
+    .await;
+    assert_eq!(refused.status(), 503);
+    store.open_gate();
+    assert_eq!(first.await.unwrap(), 200);
+    // The budget is returned after the write.
+    let accepted = post(
+        &c,
+        PROTOBUF,
+        None,
+        one_span_request(TRACE_2).encode_to_vec(),
+    )
+    .await;
+    assert_eq!(accepted.status(), 200);
+    let c = Arc::into_inner(c).unwrap();
+    c.stop().await;
 }
