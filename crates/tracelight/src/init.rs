@@ -196,7 +196,12 @@ impl Builder {
             .with_location(false)
             .with_threads(false)
             .with_tracked_inactivity(false)
-            .with_target(false);
+            .with_target(false)
+            // Entering a span does not also attach its OTel context to the thread: that costs
+            // on every poll of every request future, and tracing's own span stack already
+            // gives children their parent. `Span::current().context()` works; code that reads
+            // `opentelemetry::Context::current()` directly does not see tracing spans.
+            .with_context_activation(false);
         let default_writer = self.log_writer.is_none();
         let writer = self
             .log_writer
