@@ -217,9 +217,11 @@ impl SpanStore for EmbeddedStore {
         }
         let data = codec::encode_spans(&batch.spans);
         let crc = record::crc(&data);
+        let tags = block::tag_hashes(&batch.spans);
         self.call(|reply| Command::Write {
             data,
             crc,
+            tags,
             spans: batch.spans,
             reply,
         })

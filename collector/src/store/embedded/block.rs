@@ -327,9 +327,35 @@ pub(crate) struct BuiltBlock {
     pub(crate) data: Vec<u8>,
 }
 
-/// Encodes, summarises and compresses `spans` (non-empty).
+/// The sorted, deduplicated hashes of every searchable tag of `spans` (see [`TagFilter`]).
+///
+/// Computed by `write_batch` on the caller's thread, while the spans are still in its cache,
+/// and merged per block.
+pub(crate) fn tag_hashes<'s>(spans: impl IntoIterator<Item = &'s Span>) -> Vec<u64> {
+    let mut tags: Vec<u64> = Vec::new();
+    let mut resource_tags: FxMap<*const Resource, ()> = FxMap::default();
+    let mut scope_seen: FxMap<*const Scope, ()> = FxMap::default();
+    let mut keys = KeyHashes::default();
+    let mut push = |h| tags.push(h);
+    for s in spans {
+        for_each_own_tag(s, &mut keys, &mut push);
+        if resource_tags.insert(Arc::as_ptr(&s.resource), ()).is_none() {
+            for_each_kv(&s.resource.attributes, &mut push);
+        }
+        if scope_seen.insert(Arc::as_ptr(&s.scope), ()).is_none() {
+            scope_tags(&s.scope, &mut push);
+        }
+    }
+    tags.sort_unstable();
+    tags.dedup();
+    tags
+}
+
+/// Encodes, summarises and compresses `spans` (non-empty). `tags` are the spans' tag hashes
+/// (any order, duplicates allowed) when already known; otherwise they are computed here.
 pub(crate) fn build(
     spans: &[Arc<Span>],
+    tags: Option<Vec<u64>>,
     seq_max: u64,
     compressor: &mut zstd::bulk::Compressor<'_>,
 ) -> std::io::Result<BuiltBlock> {
@@ -338,10 +364,7 @@ pub(crate) fn build(
 
     let mut ops: FxMap<(&str, &str, SpanKind), u64> = FxMap::default();
     let mut traces: Vec<TraceId> = Vec::with_capacity(spans.len());
-    let mut tags: Vec<u64> = Vec::with_capacity(spans.len() * 12);
-    let mut resource_tags: FxMap<*const Resource, ()> = FxMap::default();
-    let mut scope_seen: FxMap<*const Scope, ()> = FxMap::default();
-    let mut keys = KeyHashes::default();
+    let mut tags = tags.unwrap_or_else(|| tag_hashes(spans.iter().map(AsRef::as_ref)));
     let (mut min_start, mut max_start, mut max_end) = (u64::MAX, 0, 0);
     let (mut min_duration, mut max_duration) = (u64::MAX, 0);
     for s in spans {
@@ -352,14 +375,6 @@ pub(crate) fn build(
         max_end = max_end.max(s.end_ns);
         min_duration = min_duration.min(s.duration_ns());
         max_duration = max_duration.max(s.duration_ns());
-        let mut push = |h| tags.push(h);
-        for_each_own_tag(s, &mut keys, &mut push);
-        if resource_tags.insert(Arc::as_ptr(&s.resource), ()).is_none() {
-            for_each_kv(&s.resource.attributes, &mut push);
-        }
-        if scope_seen.insert(Arc::as_ptr(&s.scope), ()).is_none() {
-            scope_tags(&s.scope, &mut push);
-        }
     }
     traces.sort_unstable();
     traces.dedup();

@@ -31,6 +31,9 @@ const MAX_GROUP: usize = 256;
 
 pub(crate) type Reply = SyncSender<Result<(), StoreError>>;
 
+/// A queued write: WAL bytes, their crc, tag hashes, spans, reply.
+type Write = (Vec<u8>, u32, Vec<u64>, Vec<Span>, Reply);
+
 /// A request to the writer thread.
 #[derive(Debug)]
 pub(crate) enum Command {
@@ -38,6 +41,8 @@ pub(crate) enum Command {
     Write {
         data: Vec<u8>,
         crc: u32,
+        /// The batch's tag hashes ([`block::tag_hashes`]).
+        tags: Vec<u64>,
         spans: Vec<Span>,
         reply: Reply,
     },
@@ -78,6 +83,8 @@ struct Frozen {
     spans: Vec<Arc<Span>>,
     /// Highest WAL sequence number among them.
     seq_max: u64,
+    /// Their tag hashes, unless some spans were recovered from the WAL at open.
+    tags: Option<Vec<u64>>,
     /// Retired WAL files (path, bytes) holding nothing but these spans and earlier ones:
     /// deleted once their block is durable.
     wal_files: Vec<(PathBuf, u64)>,
@@ -115,6 +122,8 @@ pub(crate) struct Writer {
     next_seq: u64,
     /// Sequence number of the newest WAL record whose spans are in the memtable.
     memtable_seq: u64,
+    /// Tag hashes of the spans not yet handed to the sealer (`None` after a recovery).
+    tags: Option<Vec<u64>>,
     /// Set after a failed WAL write, fsync or rotation: every later write fails.
     failed: Option<String>,
     sealer: SyncSender<Job>,
@@ -339,6 +348,7 @@ impl Writer {
             retired,
             next_seq: max_seq + 1,
             memtable_seq,
+            tags: (spans == 0).then(Vec::new),
             failed: None,
             sealer: sealer_tx,
             sealer_thread: None,
@@ -380,9 +390,10 @@ impl Writer {
                     Command::Write {
                         data,
                         crc,
+                        tags,
                         spans,
                         reply,
-                    } => writes.push((data, crc, spans, reply)),
+                    } => writes.push((data, crc, tags, spans, reply)),
                     control => {
                         self.commit(std::mem::take(&mut writes));
                         if self.control(control) {
@@ -453,6 +464,7 @@ impl Writer {
         Ok(Some(Frozen {
             spans,
             seq_max: self.memtable_seq,
+            tags: self.tags.replace(Vec::new()),
             wal_files: std::mem::take(&mut self.retired),
         }))
     }
@@ -510,7 +522,7 @@ impl Writer {
     }
 
     /// Group commit: one write and one fsync for every queued batch.
-    fn commit(&mut self, writes: Vec<(Vec<u8>, u32, Vec<Span>, Reply)>) {
+    fn commit(&mut self, writes: Vec<Write>) {
         if writes.is_empty() {
             return;
         }
@@ -545,9 +557,12 @@ impl Writer {
         self.wal_len += written;
         drop(buf);
         let mut replies = Vec::with_capacity(writes.len());
-        let mut fresh = Vec::with_capacity(writes.iter().map(|w| w.2.len()).sum());
-        for (data, _, spans, reply) in writes {
+        let mut fresh = Vec::with_capacity(writes.iter().map(|w| w.3.len()).sum());
+        for (data, _, tags, spans, reply) in writes {
             drop(data);
+            if let Some(all) = &mut self.tags {
+                all.extend(tags);
+            }
             fresh.extend(spans.into_iter().map(Arc::new));
             replies.push(reply);
         }
@@ -631,6 +646,13 @@ impl Sealer {
         let frozen = match self.carry.take() {
             Some(mut carry) => {
                 carry.spans.extend(frozen.spans);
+                carry.tags = match (carry.tags, frozen.tags) {
+                    (Some(mut a), Some(b)) => {
+                        a.extend(b);
+                        Some(a)
+                    }
+                    _ => None,
+                };
                 carry.seq_max = carry.seq_max.max(frozen.seq_max);
                 carry.wal_files.extend(frozen.wal_files);
                 carry
@@ -678,7 +700,12 @@ impl Sealer {
     }
 
     fn write_block(&mut self, frozen: &Frozen, crash_after_write: bool) -> Result<(), StoreError> {
-        let built = block::build(&frozen.spans, frozen.seq_max, &mut self.compressor)?;
+        let built = block::build(
+            &frozen.spans,
+            frozen.tags.clone(),
+            frozen.seq_max,
+            &mut self.compressor,
+        )?;
         let rec = record::frame(
             KIND_BLOCK,
             &built.meta_bytes,
