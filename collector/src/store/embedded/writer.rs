@@ -435,7 +435,13 @@ impl Writer {
     /// Takes the memtable spans not yet handed to the sealer, after retiring the WAL file
     /// that holds them (renamed to `wal-N.log`, replaced by an empty `wal.log`).
     fn freeze(&mut self) -> Result<Option<Frozen>, StoreError> {
-        if self.shared.state.read().frozen == self.shared.state.read().memtable.len() {
+        // One guard: two read guards in one expression deadlock with parking_lot's fair RwLock
+        // when the sealer queues for the write lock between them.
+        let all_frozen = {
+            let st = self.shared.state.read();
+            st.frozen == st.memtable.len()
+        };
+        if all_frozen {
             return Ok(None);
         }
         if self.failed.is_some() {
