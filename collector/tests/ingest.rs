@@ -353,6 +353,16 @@ struct GatedStore {
 }
 
 impl GatedStore {
+    /// A store whose writes block until [`GatedStore::open_gate`].
+    fn closed() -> Arc<Self> {
+        Arc::new(Self {
+            inner: MemoryStore::new(1000),
+            open: Mutex::new(false),
+            opened: Condvar::new(),
+            entered: AtomicUsize::new(0),
+        })
+    }
+
     fn open_gate(&self) {
         *self.open.lock() = true;
         self.opened.notify_all();
@@ -419,12 +429,7 @@ fn one_span_request(trace: &str) -> ExportTraceServiceRequest {
 
 #[tokio::test]
 async fn full_pipeline_answers_503_and_unavailable_then_recovers() {
-    let store = Arc::new(GatedStore {
-        inner: MemoryStore::new(1000),
-        open: Mutex::new(false),
-        opened: Condvar::new(),
-        entered: AtomicUsize::new(0),
-    });
+    let store = GatedStore::closed();
     let c = Arc::new(
         TestCollector::start_with_store(
             |cfg| cfg.pipeline.capacity = 1,
@@ -522,12 +527,7 @@ async fn full_pipeline_answers_503_and_unavailable_then_recovers() {
 
 #[tokio::test]
 async fn shutdown_drains_in_flight_requests_and_turns_not_ready() {
-    let store = Arc::new(GatedStore {
-        inner: MemoryStore::new(1000),
-        open: Mutex::new(false),
-        opened: Condvar::new(),
-        entered: AtomicUsize::new(0),
-    });
+    let store = GatedStore::closed();
     let c = TestCollector::start_with_store(|_| {}, Arc::clone(&store) as Arc<dyn SpanStore>).await;
     assert_eq!(c.admin("/ready").await.0, 200);
     assert_eq!(c.admin("/health").await.0, 200);
@@ -561,12 +561,7 @@ async fn shutdown_drains_in_flight_requests_and_turns_not_ready() {
 
 #[tokio::test]
 async fn the_span_budget_bounds_the_queue_whatever_the_batch_count() {
-    let store = Arc::new(GatedStore {
-        inner: MemoryStore::new(1000),
-        open: Mutex::new(false),
-        opened: Condvar::new(),
-        entered: AtomicUsize::new(0),
-    });
+    let store = GatedStore::closed();
     let c = Arc::new(
         TestCollector::start_with_store(
             |cfg| {
