@@ -21,7 +21,7 @@ use http::{StatusCode, header};
 use serde::Serialize;
 
 use crate::metrics::Metrics;
-use crate::store::{SpanStore, StoreError};
+use crate::store::{Operation, SpanStore, StoreError};
 
 /// Route templates; also the `route` label values of the latency metric.
 const ROUTES: [&str; 11] = [
@@ -133,6 +133,24 @@ async fn record_latency(
     let response = next.run(request).await;
     metrics.query_latency(route, started.elapsed());
     response
+}
+
+/// One operation as both Jaeger APIs list it (`/api/operations`, `/api/v3/operations`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OperationJson {
+    name: String,
+    span_kind: String,
+}
+
+impl OperationJson {
+    /// `unspecified` is the kind text for spans of unspecified kind: the two APIs differ.
+    fn new(op: Operation, unspecified: &'static str) -> Self {
+        Self {
+            span_kind: op.kind.jaeger_name().unwrap_or(unspecified).to_owned(),
+            name: op.name,
+        }
+    }
 }
 
 /// Current time, ns since the epoch.

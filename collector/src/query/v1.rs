@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::jaeger::{self, Envelope, StructuredError};
 use super::params::{self, ParamError, Params};
-use super::{QueryError, QueryState, json_response, now_ns};
+use super::{OperationJson, QueryError, QueryState, json_response, now_ns};
 use crate::model::TraceId;
 
 /// Renders an error in the v1 envelope.
@@ -68,13 +68,6 @@ pub(super) async fn service_operations(
     )
 }
 
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct OperationJson {
-    name: String,
-    span_kind: String,
-}
-
 /// `GET /api/operations?service=&spanKind=`.
 pub(super) async fn operations(State(state): State<QueryState>, RawQuery(q): RawQuery) -> Response {
     let params = Params::parse(q.as_deref());
@@ -88,13 +81,7 @@ pub(super) async fn operations(State(state): State<QueryState>, RawQuery(q): Raw
         let ops = state
             .with_store(move |s| s.operations(&service, kind))
             .await?;
-        let list: Vec<OperationJson> = ops
-            .into_iter()
-            .map(|o| OperationJson {
-                name: o.name,
-                span_kind: o.kind.jaeger_name().unwrap_or_default().to_owned(),
-            })
-            .collect();
+        let list: Vec<OperationJson> = ops.into_iter().map(|o| OperationJson::new(o, "")).collect();
         let total = list.len();
         Ok(Envelope::ok(list, total))
     }

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::otlp_json::{self, TraceSummary};
 use super::params::{self, ParamError, Params};
-use super::{QueryError, QueryState, json_response};
+use super::{OperationJson, QueryError, QueryState, json_response};
 
 fn respond<T: Serialize>(result: Result<T, QueryError>, pretty: bool) -> Response {
     match result {
@@ -32,13 +32,6 @@ pub(super) async fn services(State(state): State<QueryState>, RawQuery(q): RawQu
     )
 }
 
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct OperationJson {
-    name: String,
-    span_kind: String,
-}
-
 /// `GET /api/v3/operations?service=&spanKind=`; a missing service lists nothing.
 pub(super) async fn operations(State(state): State<QueryState>, RawQuery(q): RawQuery) -> Response {
     let params = Params::parse(q.as_deref());
@@ -60,10 +53,7 @@ pub(super) async fn operations(State(state): State<QueryState>, RawQuery(q): Raw
             .await?;
         let list: Vec<OperationJson> = ops
             .into_iter()
-            .map(|o| OperationJson {
-                name: o.name,
-                span_kind: o.kind.jaeger_name().unwrap_or("internal").to_owned(),
-            })
+            .map(|o| OperationJson::new(o, "internal"))
             .collect();
         Ok(json!({ "operations": list }))
     }
