@@ -2,7 +2,8 @@
 //! metrics.
 //!
 //! [`ClientMiddleware`] is a [`reqwest_middleware::Middleware`]. For every request it opens a
-//! span of kind client (a child of the current span), injects that span's `traceparent`,
+//! span of kind client (a child of the current span, or of the server span when called directly
+//! from a handler), injects that span's `traceparent`,
 //! `tracestate` and `baggage` (or B3, as configured) into the request, and records
 //! `http_client_request_duration_seconds`. The callee therefore sees **the client span** as its
 //! parent, and each call gets its own span id.
@@ -85,7 +86,7 @@ impl Middleware for ClientMiddleware {
             self.propagators.inject(&cx, req.headers_mut());
         } else {
             // No span (tracing off): still propagate the current context so traces stay joined.
-            let cx = tracing::Span::current().context();
+            let cx = crate::trace::current_context();
             if cx.span().span_context().is_valid() {
                 self.propagators.inject(&cx, req.headers_mut());
             }

@@ -19,6 +19,7 @@ use crate::logs::LogLayer;
 use crate::metrics::{MetricsHandle, SelfMetrics};
 use crate::propagation::{PropagatorKind, Propagators};
 use crate::telemetry::Telemetry;
+use crate::trace::ContextSpanEvents;
 
 /// Set once the first [`Builder::init`] succeeded.
 static INITIALIZED: AtomicBool = AtomicBool::new(false);
@@ -192,7 +193,7 @@ impl Builder {
         let provider = crate::trace::provider(&cfg, crate::resource::build(&cfg), &self_metrics)?;
         let tracer = provider.tracer("tracelight");
         let otel_layer = tracing_opentelemetry::layer()
-            .with_tracer(tracer)
+            .with_tracer(tracer.clone())
             .with_location(false)
             .with_threads(false)
             .with_tracked_inactivity(false)
@@ -200,7 +201,9 @@ impl Builder {
             // Entering a span does not also attach its OTel context to the thread: that costs
             // on every poll of every request future, and tracing's own span stack already
             // gives children their parent. `Span::current().context()` works; code that reads
-            // `opentelemetry::Context::current()` directly does not see tracing spans.
+            // `opentelemetry::Context::current()` directly does not see tracing spans (use
+            // `tracelight::current_context()`). A span created outside any tracing span takes
+            // `opentelemetry::Context::current()` as its parent: the middleware's server span.
             .with_context_activation(false);
         let default_writer = self.log_writer.is_none();
         let writer = self
@@ -215,13 +218,18 @@ impl Builder {
         let span_filter = Targets::new()
             .with_default(Level::INFO)
             .with_targets(NOISY_TARGETS.map(|t| (t, Level::WARN)));
+        // The server middleware's spans are not `tracing` spans: events in a handler, outside
+        // any `tracing` span, reach the server span through the current OTel context.
+        let context_events = ContextSpanEvents.with_filter(span_filter.clone());
         let subscriber = tracing_subscriber::registry()
             .with(otel_layer.with_filter(span_filter))
+            .with(context_events)
             .with(log_layer.with_filter(filter));
         let propagators = Propagators::new(&cfg.propagators);
         Ok(Telemetry::new(
             cfg,
             provider,
+            tracer,
             metrics,
             propagators,
             tracing::Dispatch::new(subscriber),

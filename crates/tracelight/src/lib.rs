@@ -99,3 +99,4 @@ pub use middleware::{InboundContext, TracelightLayer};
 pub use propagation::{PropagatorKind, Propagators};
 pub use shutdown::shutdown_signal;
 pub use telemetry::Telemetry;
+pub use trace::current_context;

@@ -4,7 +4,9 @@
 //! `tracing_subscriber::fmt`, it never formats or stores span fields, so creating a span costs
 //! the log layer nothing; each line instead carries the OpenTelemetry `trace_id` and `span_id`
 //! of the innermost span, which lead to everything else in the trace backend. The ids are read
-//! from `tracing-opentelemetry` once per span and cached in the span's extensions.
+//! from `tracing-opentelemetry` once per span and cached in the span's extensions. Outside any
+//! `tracing` span (directly in a request handler), they are those of the current
+//! OpenTelemetry context's span: the middleware's server span, named in `span` too.
 //!
 //! A JSON line looks like this (one line in reality):
 //!
@@ -29,6 +31,7 @@ use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
 use crate::config::LogFormat;
+use crate::trace::request_span_name;
 
 /// The OpenTelemetry ids of a span, cached in its extensions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,12 +83,20 @@ where
             return;
         }
         let span = ctx.event_span(event);
-        let ids = span.as_ref().and_then(|s| self.ids_of(s));
+        let (ids, span_name) = match span.as_ref().and_then(|s| self.ids_of(s)) {
+            Some(ids) => (Some(ids), span.as_ref().map(SpanRef::name)),
+            // No `tracing` span with OpenTelemetry ids: the current OTel context's span, which
+            // in a request handler is the middleware's server span.
+            None => match current_otel_ids() {
+                Some(ids) => (Some(ids), request_span_name(ids.span_id)),
+                None => (None, span.as_ref().map(SpanRef::name)),
+            },
+        };
         let line = format::Line {
             event,
             service: &self.service,
             ids,
-            span_name: span.as_ref().map(SpanRef::name),
+            span_name,
             ansi: self.ansi,
         };
         let write = |buf: &mut String| {
@@ -117,6 +128,18 @@ const SUPERSEDED_SDK_EVENTS: [&str; 2] =
 
 fn superseded(meta: &tracing::Metadata<'_>) -> bool {
     meta.target().starts_with("opentelemetry") && SUPERSEDED_SDK_EVENTS.contains(&meta.name())
+}
+
+/// The ids of the span of the current OpenTelemetry context, if valid.
+fn current_otel_ids() -> Option<SpanIds> {
+    opentelemetry::Context::map_current(|cx| {
+        let span = cx.span();
+        let sc = span.span_context();
+        sc.is_valid().then(|| SpanIds {
+            trace_id: sc.trace_id(),
+            span_id: sc.span_id(),
+        })
+    })
 }
 
 impl<W> LogLayer<W> {

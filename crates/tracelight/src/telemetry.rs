@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 
 use crate::config::Config;
 use crate::metrics::MetricsHandle;
@@ -17,6 +17,8 @@ use crate::propagation::Propagators;
 pub struct Telemetry {
     config: Config,
     provider: SdkTracerProvider,
+    /// The tracer of the server middleware (the same one `tracing` spans are exported with).
+    tracer: SdkTracer,
     metrics: MetricsHandle,
     propagators: Propagators,
     dispatch: tracing::Dispatch,
@@ -35,6 +37,7 @@ impl Telemetry {
     pub(crate) fn new(
         config: Config,
         provider: SdkTracerProvider,
+        tracer: SdkTracer,
         metrics: MetricsHandle,
         propagators: Propagators,
         dispatch: tracing::Dispatch,
@@ -42,6 +45,7 @@ impl Telemetry {
         Self {
             config,
             provider,
+            tracer,
             metrics,
             propagators,
             dispatch,
@@ -56,7 +60,12 @@ impl Telemetry {
 
     /// The server middleware, with options (excluded paths, untrusted inbound context, …).
     pub fn layer_builder(&self) -> LayerBuilder {
-        LayerBuilder::new(self.propagators.clone(), self.metrics.clone())
+        LayerBuilder::new(
+            self.propagators.clone(),
+            self.metrics.clone(),
+            self.tracer.clone(),
+            self.config.sampler,
+        )
     }
 
     /// `GET /metrics` (Prometheus text exposition) and `GET /health` (`{"status":"up"}`), to

@@ -16,6 +16,13 @@ use crate::config::{Config, Protocol, Sampler, TracesExporter};
 use crate::error::InitError;
 use crate::metrics::SelfMetrics;
 
+mod context;
+
+pub use self::context::current_context;
+pub(crate) use self::context::{
+    ContextSpanEvents, RequestSpanName, name_request_span, request_span_name,
+};
+
 /// Spans buffered between the application and the exporter. When the exporter is down or slow
 /// the queue fills and further spans are dropped (and counted): memory stays bounded and request
 /// latency is unaffected.

@@ -8,21 +8,41 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use http::{HeaderValue, Response, StatusCode};
-use opentelemetry::trace::TraceContextExt;
+use opentelemetry::trace::{Status, TraceContextExt as _};
+use opentelemetry::{Context as OtelContext, ContextGuard, KeyValue};
 use pin_project_lite::pin_project;
-use tracing::Span;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::classify;
 use super::layer::Shared;
 use super::route::{Route, route_str};
 use crate::metrics::names::UNMATCHED_ROUTE;
 use crate::propagation::{TRACEPARENT, format_traceparent};
+use crate::trace::{RequestSpanName, name_request_span};
+
+/// Makes the server span current on this thread (OTel context, and its name for log lines)
+/// until dropped: around `call` and each poll of the inner future.
+pub(crate) struct ServerScope {
+    _name: Option<RequestSpanName>,
+    _cx: ContextGuard,
+}
+
+impl ServerScope {
+    pub(crate) fn enter(cx: &OtelContext, name: Option<&'static str>) -> Self {
+        let name = name.map(|n| name_request_span(cx.span().span_context().span_id(), n));
+        Self {
+            _name: name,
+            _cx: cx.clone().attach(),
+        }
+    }
+}
 
 /// Per-request bookkeeping, finished exactly once: on response, on error, on panic, or (if the
 /// request is abandoned) on drop.
 pub(crate) struct State {
-    pub(crate) span: Span,
+    /// The server span's context; `None` when the layer records no spans.
+    pub(crate) span_cx: Option<OtelContext>,
+    /// The server span's name, when interned (for log lines).
+    pub(crate) name: Option<&'static str>,
     pub(crate) start: Instant,
     pub(crate) route: Option<Route>,
     pub(crate) method: u8,
@@ -32,25 +52,31 @@ pub(crate) struct State {
 }
 
 impl State {
-    /// Records the status on the span and the duration histogram. `status == None` means the
-    /// inner service failed without a response.
-    fn finish(&mut self, status: Option<StatusCode>) {
+    /// Records the status on the span, ends it, and records the duration histogram.
+    /// `status == None` means the inner service failed without a response; `panic` is the
+    /// message of a handler panic.
+    fn finish(&mut self, status: Option<StatusCode>, panic: Option<String>) {
         self.finished = true;
         let error = status.is_none_or(classify::server_error);
-        if !self.span.is_disabled() {
-            if let Some(status) = status {
-                self.span
-                    .record("http.response.status_code", i64::from(status.as_u16()));
+        if let Some(cx) = &self.span_cx {
+            let span = cx.span();
+            if span.is_recording() {
+                if let Some(status) = status {
+                    span.set_attribute(KeyValue::new(
+                        "http.response.status_code",
+                        i64::from(status.as_u16()),
+                    ));
+                }
+                if error {
+                    let error_type = match status {
+                        Some(s) => s.as_u16().to_string(),
+                        None => "_OTHER".to_owned(),
+                    };
+                    span.set_attribute(KeyValue::new("error.type", error_type));
+                    span.set_status(Status::error(panic.unwrap_or_default()));
+                }
             }
-            if error {
-                match status {
-                    Some(s) => self
-                        .span
-                        .record("error.type", tracing::field::display(s.as_u16())),
-                    None => self.span.record("error.type", "_OTHER"),
-                };
-                self.span.record("otel.status_code", "error");
-            }
+            span.end();
         }
         if let Some(m) = &self.shared.metrics {
             m.active(self.method, self.scheme).decrement(1.0);
@@ -67,22 +93,27 @@ impl State {
     }
 
     fn traceparent(&self) -> Option<HeaderValue> {
-        if !self.shared.response_traceparent || self.span.is_disabled() {
+        if !self.shared.response_traceparent {
             return None;
         }
-        let cx = self.span.context();
-        let otel = cx.span();
-        let sc = otel.span_context();
+        let cx = self.span_cx.as_ref()?;
+        let span = cx.span();
+        let sc = span.span_context();
         sc.is_valid().then(|| format_traceparent(sc))
     }
 }
 
 impl Drop for State {
     fn drop(&mut self) {
-        // The client went away before a response: keep the in-flight gauge honest.
-        if !self.finished
-            && let Some(m) = &self.shared.metrics
-        {
+        if self.finished {
+            return;
+        }
+        // The client went away before a response: end the span now (not when the last clone
+        // of its context goes) and keep the in-flight gauge honest.
+        if let Some(cx) = &self.span_cx {
+            cx.span().end();
+        }
+        if let Some(m) = &self.shared.metrics {
             m.active(self.method, self.scheme).decrement(1.0);
         }
     }
@@ -129,32 +160,35 @@ where
             return this.inner.poll(cx);
         };
         let polled = {
-            let _entered = state.span.enter();
+            let _scope = state
+                .span_cx
+                .as_ref()
+                .map(|span_cx| ServerScope::enter(span_cx, state.name));
             catch_unwind(AssertUnwindSafe(|| this.inner.poll(cx)))
         };
         let output = match polled {
             Ok(Poll::Pending) => return Poll::Pending,
             Ok(Poll::Ready(Ok(mut response))) => {
-                state.finish(Some(response.status()));
+                state.finish(Some(response.status()), None);
                 if let Some(tp) = state.traceparent() {
                     response.headers_mut().insert(TRACEPARENT, tp);
                 }
                 Ok(response)
             }
             Ok(Poll::Ready(Err(e))) => {
-                state.finish(None);
+                state.finish(None, None);
                 Err(e)
             }
             Err(panic) => {
                 let message = panic_message(&*panic);
                 {
-                    let _entered = state.span.enter();
+                    let _scope = state
+                        .span_cx
+                        .as_ref()
+                        .map(|span_cx| ServerScope::enter(span_cx, state.name));
                     tracing::error!(target: "tracelight::http", panic = %message, "request handler panicked");
                 }
-                state
-                    .span
-                    .record("otel.status_description", message.as_str());
-                state.finish(Some(StatusCode::INTERNAL_SERVER_ERROR));
+                state.finish(Some(StatusCode::INTERNAL_SERVER_ERROR), Some(message));
                 let mut response = Response::new(B::default());
                 *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
                 if let Some(tp) = state.traceparent() {
@@ -163,7 +197,7 @@ where
                 Ok(response)
             }
         };
-        // Drop the span now: the server span ends when the response is ready.
+        // The server span has ended; release its context now.
         *this.state = None;
         Poll::Ready(output)
     }

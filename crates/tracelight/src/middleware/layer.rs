@@ -3,9 +3,12 @@
 use std::fmt;
 use std::sync::Arc;
 
+use opentelemetry::trace::SpanContext;
+use opentelemetry_sdk::trace::SdkTracer;
 use tower_layer::Layer;
 
 use super::service::Tracelight;
+use crate::config::Sampler;
 use crate::metrics::MetricsHandle;
 use crate::metrics::http::ServerMetrics;
 use crate::propagation::Propagators;
@@ -31,11 +34,36 @@ pub const DEFAULT_EXCLUDED_PATHS: [&str; 3] = ["/metrics", "/health", "/ready"];
 
 pub(crate) struct Shared {
     pub(crate) propagators: Propagators,
+    pub(crate) tracer: SdkTracer,
+    pub(crate) sampler: Sampler,
     pub(crate) metrics: Option<ServerMetrics>,
     pub(crate) spans: bool,
     pub(crate) response_traceparent: bool,
     pub(crate) inbound: InboundContext,
     pub(crate) exclude: ExcludePredicate,
+}
+
+impl Shared {
+    /// Whether the sampler will probably record a span with this parent: decides whether the
+    /// attributes are built before the span (so the sampler sees them, as semconv asks) or only
+    /// after, once the span is known to record. A wrong guess costs time, never correctness.
+    pub(crate) fn likely_recorded(&self, parent: &SpanContext) -> bool {
+        let root = |s: Sampler| match s {
+            Sampler::AlwaysOn | Sampler::ParentBasedAlwaysOn => true,
+            Sampler::AlwaysOff | Sampler::ParentBasedAlwaysOff => false,
+            Sampler::TraceIdRatio(r) | Sampler::ParentBasedTraceIdRatio(r) => r >= 0.5,
+        };
+        match self.sampler {
+            Sampler::ParentBasedAlwaysOn
+            | Sampler::ParentBasedAlwaysOff
+            | Sampler::ParentBasedTraceIdRatio(_)
+                if parent.is_valid() =>
+            {
+                parent.is_sampled()
+            }
+            s => root(s),
+        }
+    }
 }
 
 /// A tower [`Layer`] that traces and measures every request of the service it wraps.
@@ -73,6 +101,8 @@ impl<S> Layer<S> for TracelightLayer {
 #[must_use]
 pub struct LayerBuilder {
     propagators: Propagators,
+    tracer: SdkTracer,
+    sampler: Sampler,
     metrics: Option<MetricsHandle>,
     spans: bool,
     response_traceparent: bool,
@@ -92,9 +122,16 @@ impl fmt::Debug for LayerBuilder {
 }
 
 impl LayerBuilder {
-    pub(crate) fn new(propagators: Propagators, metrics: MetricsHandle) -> Self {
+    pub(crate) fn new(
+        propagators: Propagators,
+        metrics: MetricsHandle,
+        tracer: SdkTracer,
+        sampler: Sampler,
+    ) -> Self {
         Self {
             propagators,
+            tracer,
+            sampler,
             metrics: Some(metrics),
             spans: true,
             response_traceparent: true,
@@ -143,6 +180,8 @@ impl LayerBuilder {
         TracelightLayer {
             shared: Arc::new(Shared {
                 propagators: self.propagators,
+                tracer: self.tracer,
+                sampler: self.sampler,
                 metrics: self.metrics.map(ServerMetrics::new),
                 spans: self.spans,
                 response_traceparent: self.response_traceparent,

@@ -1,5 +1,11 @@
 //! [`Tracelight`]: the service that opens the server span and starts the clock.
+//!
+//! The server span is an OpenTelemetry SDK span, built with the tracer directly and made the
+//! current [`opentelemetry::Context`] while the request future is polled (see
+//! [`crate::trace`]'s `context` module for who reads it). Going through a `tracing` span and the
+//! `tracing-opentelemetry` bridge instead cost several µs per request, sampled or not.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,16 +13,16 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use http::{Request, Response};
-use opentelemetry::baggage::BaggageExt;
-use opentelemetry::trace::TraceContextExt;
+use opentelemetry::baggage::BaggageExt as _;
+use opentelemetry::trace::{
+    Link, Span as _, SpanBuilder, SpanKind, TraceContextExt as _, Tracer as _,
+};
+use opentelemetry::{Context as OtelContext, KeyValue, Value};
 use tower_service::Service;
-use tracing::Span;
-use tracing::field::Empty;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use super::future::{ResponseFuture, State};
+use super::future::{ResponseFuture, ServerScope, State};
 use super::layer::{InboundContext, Shared};
-use super::route::{Route, route_of, route_str};
+use super::route::{Route, interned, name_method, route_of, route_str};
 use crate::metrics::http::{METHODS, SCHEMES, method_index};
 use crate::metrics::names::OTHER_METHOD;
 
@@ -66,19 +72,21 @@ where
         if let Some(m) = &self.shared.metrics {
             m.active(method, scheme).increment(1.0);
         }
-        let span = if self.shared.spans {
-            server_span(&self.shared, &req, route.as_ref(), method, scheme)
+        let (span_cx, name) = if self.shared.spans {
+            let (cx, name) = server_span(&self.shared, &req, route.as_ref(), method, scheme);
+            (Some(cx), name)
         } else {
-            Span::none()
+            (None, None)
         };
         let inner = {
-            let _entered = span.enter();
+            let _scope = span_cx.as_ref().map(|cx| ServerScope::enter(cx, name));
             self.inner.call(req)
         };
         ResponseFuture::new(
             inner,
             State {
-                span,
+                span_cx,
+                name,
                 start,
                 route,
                 method,
@@ -90,89 +98,115 @@ where
     }
 }
 
-/// Opens the server span with the semantic-convention attributes known before the response.
+/// Opens the server span and returns the context holding it (its parent context plus the span),
+/// and its name when interned (for log lines).
+///
+/// Not recording (not sampled): the context holds only the span's ids, and no attribute is built.
 fn server_span<B>(
     shared: &Shared,
     req: &Request<B>,
     route: Option<&Route>,
     method: u8,
     scheme: u8,
-) -> Span {
-    let method_str = METHODS[usize::from(method)];
-    let route = route.map(route_str);
+) -> (OtelContext, Option<&'static str>) {
+    let route_text = route.map(route_str);
+    let interned = route_text.and_then(interned);
     // Semconv span name: "{method} {route}", "{method}" without a route, "HTTP" for _OTHER.
-    let name_method = if method_str == OTHER_METHOD {
-        "HTTP"
-    } else {
-        method_str
+    let (name, static_name): (Cow<'static, str>, _) = match (route_text, interned) {
+        (None, _) => (name_method(method).into(), Some(name_method(method))),
+        (Some(_), Some(r)) => (r.name(method).into(), Some(r.name(method))),
+        (Some(text), None) => (format!("{} {text}", name_method(method)).into(), None),
     };
     let headers = req.headers();
-    let user_agent = headers
-        .get(http::header::USER_AGENT)
-        .and_then(|v| v.to_str().ok());
-    let (server_address, server_port) = server_authority(req);
-    let span = tracing::info_span!(
-        target: "tracelight::http",
-        "HTTP request",
-        otel.name = %SpanName { method: name_method, route },
-        otel.kind = "server",
-        http.request.method = method_str,
-        http.request.method_original = Empty,
-        http.route = route,
-        url.path = req.uri().path(),
-        url.scheme = SCHEMES[usize::from(scheme)],
-        network.protocol.version = protocol_version(req.version()),
-        user_agent.original = user_agent,
-        client.address = Empty,
-        server.address = server_address,
-        server.port = server_port.map(i64::from),
-        http.response.status_code = Empty,
-        error.type = Empty,
-        otel.status_code = Empty,
-        otel.status_description = Empty,
-    );
-    if span.is_disabled() {
-        return span;
-    }
-    if method_str == OTHER_METHOD {
-        span.record("http.request.method_original", req.method().as_str());
-    }
-    if let Some(addr) = client_address(req) {
-        span.record("client.address", tracing::field::display(addr.ip()));
-    }
-    let parent = shared.propagators.extract(headers);
-    let remote = parent.span().span_context().clone();
-    match shared.inbound {
+    let mut links = None;
+    let parent = match shared.inbound {
         InboundContext::Continue => {
+            let extracted = shared.propagators.extract(headers);
             // Baggage alone (no valid remote span) still becomes the parent context.
-            if remote.is_valid() || !parent.baggage().is_empty() {
-                let _ = span.set_parent(parent);
+            if extracted.span().span_context().is_valid() || !extracted.baggage().is_empty() {
+                extracted
+            } else {
+                crate::trace::current_context()
             }
         }
         InboundContext::NewRootWithLink => {
-            // A fresh root, whatever span is current, linked to the caller's span.
-            let _ = span.set_parent(opentelemetry::Context::new());
+            // A fresh root, whatever context is current, linked to the caller's span.
+            let extracted = shared.propagators.extract(headers);
+            let remote = extracted.span().span_context().clone();
             if remote.is_valid() {
-                span.add_link(remote);
+                links = Some(vec![Link::with_context(remote)]);
             }
+            OtelContext::new()
+        }
+    };
+    let route_value = || -> Option<Value> {
+        match (interned, route_text) {
+            (Some(r), _) => Some(r.route.into()),
+            (None, Some(text)) => Some(text.to_owned().into()),
+            (None, None) => None,
+        }
+    };
+    let early = shared.likely_recorded(parent.span().span_context());
+    let mut builder = SpanBuilder::from_name(name).with_kind(SpanKind::Server);
+    if early {
+        builder.attributes = Some(attributes(req, method, scheme, route_value()));
+    }
+    builder.links = links;
+    let mut span = shared.tracer.build_with_context(builder, &parent);
+    if !span.is_recording() {
+        // Children and log lines need only the ids; the SDK span holds nothing else.
+        let sc = span.span_context().clone();
+        return (parent.with_remote_span_context(sc), static_name);
+    }
+    if !early {
+        for kv in attributes(req, method, scheme, route_value()) {
+            span.set_attribute(kv);
         }
     }
-    span
+    (parent.with_span(span), static_name)
 }
 
-/// The semconv span name: `{method} {route}`, or `{method}` without a route.
-struct SpanName<'a> {
-    method: &'a str,
-    route: Option<&'a str>,
-}
-
-impl fmt::Display for SpanName<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.route {
-            Some(route) => write!(f, "{} {route}", self.method),
-            None => f.write_str(self.method),
-        }
+/// The semconv attributes known before the response.
+fn attributes<B>(req: &Request<B>, method: u8, scheme: u8, route: Option<Value>) -> Vec<KeyValue> {
+    let method_str = METHODS[usize::from(method).min(METHODS.len() - 1)];
+    let mut out = Vec::with_capacity(12);
+    out.push(KeyValue::new("http.request.method", method_str));
+    if method_str == OTHER_METHOD {
+        out.push(KeyValue::new(
+            "http.request.method_original",
+            req.method().as_str().to_owned(),
+        ));
     }
+    if let Some(route) = route {
+        out.push(KeyValue::new("http.route", route));
+    }
+    out.push(KeyValue::new("url.path", req.uri().path().to_owned()));
+    out.push(KeyValue::new(
+        "url.scheme",
+        SCHEMES[usize::from(scheme).min(SCHEMES.len() - 1)],
+    ));
+    out.push(KeyValue::new(
+        "network.protocol.version",
+        protocol_version(req.version()),
+    ));
+    if let Some(ua) = req
+        .headers()
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+    {
+        out.push(KeyValue::new("user_agent.original", ua.to_owned()));
+    }
+    if let Some(addr) = client_address(req) {
+        out.push(KeyValue::new("client.address", addr.ip().to_string()));
+    }
+    let (server_address, server_port) = server_authority(req);
+    if let Some(host) = server_address {
+        out.push(KeyValue::new("server.address", host.to_owned()));
+    }
+    if let Some(port) = server_port {
+        out.push(KeyValue::new("server.port", i64::from(port)));
+    }
+    out
 }
 
 /// `server.address` / `server.port` from the `Host` header (HTTP/1.1) or the URI (HTTP/2).
