@@ -6,6 +6,7 @@
 pub mod jaeger;
 pub mod otlp_json;
 pub mod params;
+mod spm;
 mod v1;
 mod v3;
 
@@ -20,11 +21,12 @@ use axum::routing::get;
 use http::{StatusCode, header};
 use serde::Serialize;
 
+use crate::derived::Derived;
 use crate::metrics::Metrics;
 use crate::store::{Operation, SpanStore, StoreError};
 
 /// Route templates; also the `route` label values of the latency metric.
-const ROUTES: [&str; 11] = [
+const ROUTES: [&str; 14] = [
     "/api/services",
     "/api/services/{service}/operations",
     "/api/operations",
@@ -36,6 +38,9 @@ const ROUTES: [&str; 11] = [
     "/api/v3/traces",
     "/api/v3/traces/{trace_id}",
     "/api/v3/trace-summaries",
+    "/api/metrics/calls",
+    "/api/metrics/errors",
+    "/api/metrics/latencies",
 ];
 
 /// Shared state of the query handlers.
@@ -43,12 +48,24 @@ const ROUTES: [&str; 11] = [
 pub struct QueryState {
     store: Arc<dyn SpanStore>,
     metrics: Arc<Metrics>,
+    derived: Option<Arc<Derived>>,
 }
 
 impl QueryState {
     /// Creates the state.
     pub fn new(store: Arc<dyn SpanStore>, metrics: Arc<Metrics>) -> Self {
-        Self { store, metrics }
+        Self {
+            store,
+            metrics,
+            derived: None,
+        }
+    }
+
+    /// Answers `/api/metrics/*` from `derived` (501 without it).
+    #[must_use]
+    pub fn with_derived(mut self, derived: Option<Arc<Derived>>) -> Self {
+        self.derived = derived;
+        self
     }
 
     /// Runs a store call on a blocking thread.
@@ -81,6 +98,9 @@ pub enum QueryError {
     /// The store failed (500).
     #[error("storage error: {0}")]
     Store(#[source] StoreError),
+    /// `/api/metrics/*` without span metrics (501).
+    #[error("span metrics are disabled in this collector (spanmetrics.enabled = false)")]
+    MetricsDisabled,
     /// The blocking store task died (500).
     #[error("query task failed: {0}")]
     Task(String),
@@ -92,6 +112,7 @@ impl QueryError {
             Self::Param(_) => StatusCode::BAD_REQUEST,
             Self::TraceNotFound | Self::NoTracesFound => StatusCode::NOT_FOUND,
             Self::Store(_) | Self::Task(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::MetricsDisabled => StatusCode::NOT_IMPLEMENTED,
         }
     }
 }
@@ -111,6 +132,9 @@ pub fn router(state: QueryState) -> Router {
         .route(ROUTES[8], get(v3::search))
         .route(ROUTES[9], get(v3::trace))
         .route(ROUTES[10], get(v3::summaries))
+        .route(ROUTES[11], get(spm::calls))
+        .route(ROUTES[12], get(spm::errors))
+        .route(ROUTES[13], get(spm::latencies))
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(
             metrics,

@@ -11,7 +11,7 @@ use super::{OperationJson, QueryError, QueryState, json_response, now_ns};
 use crate::model::TraceId;
 
 /// Renders an error in the v1 envelope.
-fn error(e: &QueryError, pretty: bool) -> Response {
+pub(super) fn error(e: &QueryError, pretty: bool) -> Response {
     let status = e.status();
     let body: Envelope<()> = Envelope {
         data: None,

@@ -1,0 +1,387 @@
+//! The service graph: client/server (and producer/consumer) span pairs across services,
+//! named and labelled like the `servicegraph` connector's output (`metric-names.md` §C).
+//!
+//! A CLIENT (PRODUCER) span waits under `(trace id, its span id)`; a SERVER (CONSUMER) span
+//! waits under `(trace id, its parent span id)`. When both halves of a key are present the
+//! edge `client → server` is counted: one request, failed when either side has status ERROR,
+//! both durations, and for messaging the producer-end → consumer-start delay. Halves wait at
+//! most `wait` seconds (spans of one trace reach the collector from different services,
+//! seconds apart: SDK batch processors export every 5 s by default, hence a longer wait than
+//! the connector's 2 s) and at most `max_pending` halves wait at once; past that new halves
+//! are dropped and counted. An expired CLIENT half with a `peer.service` attribute becomes an
+//! edge to that virtual node; other expired halves are counted as unpaired. A CLIENT span
+//! with `db.system` is a database edge at once (`server` = `db.name`/`db.namespace`, else the
+//! system).
+
+use std::hash::{Hash, Hasher};
+
+use hashbrown::HashMap;
+
+use super::exposition;
+use super::names::{
+    GRAPH_BUCKETS_SECONDS, GRAPH_CLIENT_SECONDS, GRAPH_DROPPED, GRAPH_FAILED,
+    GRAPH_MESSAGING_SECONDS, GRAPH_REQUESTS, GRAPH_SERVER_SECONDS, GRAPH_UNPAIRED, LABEL_CLIENT,
+    LABEL_CONNECTION_TYPE, LABEL_OVERFLOW, LABEL_SERVER,
+};
+use super::series::{Histogram, LabelHasher, SeriesTable};
+use super::spanmetrics::service_of;
+use crate::model::{AttrValue, Span, SpanId, SpanKind, StatusCode, TraceId};
+
+/// Attributes naming the peer of an unpaired CLIENT span, in order of preference.
+const PEER_ATTRIBUTES: [&str; 1] = ["peer.service"];
+/// Attributes naming a database, in order of preference (old and new semconv).
+const DB_NAME_ATTRIBUTES: [&str; 2] = ["db.name", "db.namespace"];
+/// The attribute that marks a CLIENT span as a database call.
+const DB_SYSTEM: &str = "db.system";
+
+/// The `connection_type` of an edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Connection {
+    Direct,
+    Messaging,
+    Database,
+}
+
+impl Connection {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Direct => "",
+            Self::Messaging => "messaging_system",
+            Self::Database => "database",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct EdgeKey {
+    client: Box<str>,
+    server: Box<str>,
+    connection: Connection,
+}
+
+#[derive(Debug)]
+struct Edge {
+    requests: u64,
+    failed: u64,
+    server: Histogram,
+    client: Histogram,
+    messaging: Histogram,
+}
+
+impl Edge {
+    fn new() -> Self {
+        Self {
+            requests: 0,
+            failed: 0,
+            server: Histogram::new(&GRAPH_BUCKETS_SECONDS),
+            client: Histogram::new(&GRAPH_BUCKETS_SECONDS),
+            messaging: Histogram::new(&GRAPH_BUCKETS_SECONDS),
+        }
+    }
+}
+
+/// One side of a pending edge.
+#[derive(Debug)]
+struct Half {
+    service: Box<str>,
+    start_ns: u64,
+    end_ns: u64,
+    failed: bool,
+    messaging: bool,
+    peer: Option<Box<str>>,
+}
+
+impl Half {
+    fn of(span: &Span, service: &str, peer: Option<&str>) -> Self {
+        Self {
+            service: service.into(),
+            start_ns: span.start_ns,
+            end_ns: span.end_ns,
+            failed: span.status.code == StatusCode::Error,
+            messaging: matches!(span.kind, SpanKind::Producer | SpanKind::Consumer),
+            peer: peer.map(Box::from),
+        }
+    }
+
+    fn seconds(&self) -> f64 {
+        self.end_ns.saturating_sub(self.start_ns) as f64 / 1e9
+    }
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    client: Option<Half>,
+    server: Option<Half>,
+    deadline: u64,
+}
+
+/// Pairing settings.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct GraphLimits {
+    /// Seconds a half waits for its other half.
+    pub(crate) wait: u64,
+    /// Halves waiting at once.
+    pub(crate) max_pending: usize,
+    /// Edge series cap.
+    pub(crate) max_series: usize,
+}
+
+/// The service-graph aggregate.
+#[derive(Debug)]
+pub(crate) struct ServiceGraph {
+    limits: GraphLimits,
+    pending: HashMap<(TraceId, SpanId), Pending>,
+    edges: SeriesTable<EdgeKey, Edge>,
+    unpaired: u64,
+    dropped: u64,
+}
+
+impl ServiceGraph {
+    /// An empty graph.
+    pub(crate) fn new(limits: GraphLimits) -> Self {
+        Self {
+            limits,
+            pending: HashMap::new(),
+            edges: SeriesTable::new(limits.max_series),
+            unpaired: 0,
+            dropped: 0,
+        }
+    }
+
+    /// Takes one span into account; `now` in monotonic seconds.
+    pub(crate) fn observe(&mut self, hasher: &LabelHasher, span: &Span, now: u64) {
+        let Some(service) = service_of(span) else {
+            return;
+        };
+        let (key, is_client) = match span.kind {
+            SpanKind::Client | SpanKind::Producer => {
+                if span.kind == SpanKind::Client
+                    && let Some(db) = database_of(span)
+                {
+                    let half = Half::of(span, service, None);
+                    self.record(hasher, &half, None, &db, Connection::Database, now);
+                    return;
+                }
+                ((span.trace_id, span.span_id), true)
+            }
+            SpanKind::Server | SpanKind::Consumer => match span.parent_span_id {
+                Some(parent) => ((span.trace_id, parent), false),
+                // A root server span has no caller to pair with.
+                None => return,
+            },
+            SpanKind::Internal | SpanKind::Unspecified => return,
+        };
+        if !self.pending.contains_key(&key) && self.pending.len() >= self.limits.max_pending {
+            self.dropped += 1;
+            return;
+        }
+        let peer = is_client.then(|| attribute(span, &PEER_ATTRIBUTES)).flatten();
+        let half = Half::of(span, service, peer.as_deref());
+        let deadline = now + self.limits.wait;
+        let entry = self.pending.entry(key).or_insert_with(|| Pending {
+            deadline,
+            ..Pending::default()
+        });
+        let slot = if is_client {
+            &mut entry.client
+        } else {
+            &mut entry.server
+        };
+        if slot.replace(half).is_some() {
+            // A duplicate half (a span sent twice): keep the newer one.
+            self.unpaired += 1;
+        }
+        if entry.client.is_some() && entry.server.is_some() {
+            if let Some(Pending {
+                client: Some(client),
+                server: Some(server),
+                ..
+            }) = self.pending.remove(&key)
+            {
+                let connection = if client.messaging || server.messaging {
+                    Connection::Messaging
+                } else {
+                    Connection::Direct
+                };
+                let server_name = server.service.clone();
+                self.record(
+                    hasher,
+                    &client,
+                    Some(&server),
+                    &server_name,
+                    connection,
+                    now,
+                );
+            }
+        }
+    }
+
+    fn record(
+        &mut self,
+        hasher: &LabelHasher,
+        client: &Half,
+        server: Option<&Half>,
+        server_name: &str,
+        connection: Connection,
+        now: u64,
+    ) {
+        let mut h = hasher.start();
+        client.service.hash(&mut h);
+        server_name.hash(&mut h);
+        connection.hash(&mut h);
+        let edge = self.edges.update(
+            h.finish(),
+            |k| *k.client == *client.service && *k.server == *server_name && k.connection == connection,
+            || {
+                let key = EdgeKey {
+                    client: client.service.clone(),
+                    server: server_name.into(),
+                    connection,
+                };
+                (key, Edge::new())
+            },
+            now,
+        );
+        edge.requests += 1;
+        if client.failed || server.is_some_and(|s| s.failed) {
+            edge.failed += 1;
+        }
+        edge.client.observe(&GRAPH_BUCKETS_SECONDS, client.seconds());
+        if let Some(server) = server {
+            edge.server.observe(&GRAPH_BUCKETS_SECONDS, server.seconds());
+            if connection == Connection::Messaging {
+                let delay = server.start_ns.saturating_sub(client.end_ns) as f64 / 1e9;
+                edge.messaging.observe(&GRAPH_BUCKETS_SECONDS, delay);
+            }
+        }
+    }
+
+    /// Expires halves past their deadline and edges idle for longer than `max_idle`.
+    pub(crate) fn expire(&mut self, hasher: &LabelHasher, now: u64, max_idle: u64) {
+        let expired: Vec<_> = self
+            .pending
+            .extract_if(|_, p| p.deadline <= now)
+            .map(|(_, p)| p)
+            .collect();
+        for pending in expired {
+            match pending.client {
+                Some(client) if pending.server.is_none() => match &client.peer {
+                    Some(peer) => {
+                        let peer = peer.clone();
+                        self.record(hasher, &client, None, &peer, Connection::Direct, now);
+                    }
+                    None => self.unpaired += 1,
+                },
+                Some(_) => self.unpaired += 2,
+                None => self.unpaired += u64::from(pending.server.is_some()),
+            }
+        }
+        self.edges.expire(now, max_idle);
+    }
+
+    /// Edge series (overflow included), updates folded into the overflow, edges expired,
+    /// halves waiting.
+    pub(crate) fn counts(&self) -> (usize, u64, u64, usize) {
+        (
+            self.edges.len(),
+            self.edges.overflowed(),
+            self.edges.expired(),
+            self.pending.len(),
+        )
+    }
+
+    /// Renders every family, edges sorted by client, server, connection type.
+    pub(crate) fn render(&self, out: &mut String) {
+        let edges = self
+            .edges
+            .sorted_by(|k| (k.client.clone(), k.server.clone(), k.connection));
+        let label_sets: Vec<Vec<(&str, &str)>> = edges
+            .iter()
+            .map(|(key, _)| match key {
+                Some(k) => vec![
+                    (LABEL_CLIENT, &*k.client),
+                    (LABEL_SERVER, &*k.server),
+                    (LABEL_CONNECTION_TYPE, k.connection.label()),
+                ],
+                None => vec![(LABEL_OVERFLOW, "true")],
+            })
+            .collect();
+        let rows = || edges.iter().map(|(_, e)| *e).zip(&label_sets);
+        for (name, help, value) in [
+            (
+                GRAPH_REQUESTS,
+                "Requests between two services.",
+                (|e: &Edge| e.requests) as fn(&Edge) -> u64,
+            ),
+            (
+                GRAPH_FAILED,
+                "Requests between two services where either side failed.",
+                |e: &Edge| e.failed,
+            ),
+        ] {
+            exposition::header(out, name, "counter", help);
+            for (edge, labels) in rows() {
+                exposition::sample(out, name, labels, value(edge) as f64);
+            }
+        }
+        for (name, help, hist) in [
+            (
+                GRAPH_SERVER_SECONDS,
+                "Server-side duration of requests between two services, seconds.",
+                (|e: &Edge| &e.server) as fn(&Edge) -> &Histogram,
+            ),
+            (
+                GRAPH_CLIENT_SECONDS,
+                "Client-side duration of requests between two services, seconds.",
+                |e: &Edge| &e.client,
+            ),
+            (
+                GRAPH_MESSAGING_SECONDS,
+                "Time between a message's production and its consumption, seconds.",
+                |e: &Edge| &e.messaging,
+            ),
+        ] {
+            exposition::header(out, name, "histogram", help);
+            for (edge, labels) in rows() {
+                let h = hist(edge);
+                if h.count() > 0 {
+                    exposition::histogram(out, name, labels, &GRAPH_BUCKETS_SECONDS, h);
+                }
+            }
+        }
+        exposition::header(
+            out,
+            GRAPH_UNPAIRED,
+            "counter",
+            "Client or server spans whose other half did not arrive in time.",
+        );
+        exposition::sample(out, GRAPH_UNPAIRED, &[], self.unpaired as f64);
+        exposition::header(
+            out,
+            GRAPH_DROPPED,
+            "counter",
+            "Client or server spans not paired because too many were waiting.",
+        );
+        exposition::sample(out, GRAPH_DROPPED, &[], self.dropped as f64);
+    }
+}
+
+/// The database a CLIENT span calls, if it is a database call.
+fn database_of(span: &Span) -> Option<String> {
+    let system = attribute(span, &[DB_SYSTEM])?;
+    Some(attribute(span, &DB_NAME_ATTRIBUTES).unwrap_or(system))
+}
+
+/// The first of `names` present as a non-empty span attribute, as a string.
+fn attribute(span: &Span, names: &[&str]) -> Option<String> {
+    names.iter().find_map(|name| {
+        span.attributes
+            .iter()
+            .find(|kv| kv.key == *name)
+            .map(|kv| match &kv.value {
+                AttrValue::String(s) => s.clone(),
+                other => other.to_search_string(),
+            })
+            .filter(|v| !v.is_empty())
+    })
+}
