@@ -4,7 +4,8 @@
 //! 1. `/ready` turns false; the OTLP receivers stop accepting and finish in-flight requests;
 //! 2. the pipeline drains: every queued batch is written and answered;
 //! 3. the store is flushed;
-//! 4. the query and admin servers stop.
+//! 4. the forward senders stop (requests in flight get their answer; the rest stays queued);
+//! 5. the query and admin servers stop.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,12 +17,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, Readiness};
 use crate::config::{StorageBackend, ValidatedConfig};
+use crate::derived::Derived;
 use crate::error::RunError;
+use crate::forward::ForwardRuntime;
 use crate::metrics::Metrics;
 use crate::pipeline::pipeline;
 use crate::query::{self, QueryState};
 use crate::receiver::{Ingest, grpc, http};
-use crate::store::{EmbeddedStore, MemoryStore, SpanStore};
+use crate::store::{EmbeddedStore, MemoryStore, NullStore, SpanStore};
 
 /// How long the pipeline may take to drain at shutdown.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -80,6 +83,7 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> Result<Running, RunError> {
     let store: Arc<dyn SpanStore> = match config.backend() {
+        StorageBackend::None => Arc::new(NullStore),
         StorageBackend::Memory => {
             Arc::new(MemoryStore::new(config.config().storage.memory_max_spans))
         }
@@ -140,12 +144,25 @@ pub async fn start_with_store(
     };
 
     let metrics = Arc::new(Metrics::default());
+    // Forward queues are recovered before anything is received (blocking I/O, off the runtime).
+    let upstreams = config.upstreams();
+    let forward = if upstreams.is_empty() {
+        None
+    } else {
+        let data_dir = c.storage.data_dir.clone();
+        let runtime = ForwardRuntime::start(data_dir, c.forwarding.clone(), upstreams).await?;
+        metrics.set_forward(Arc::clone(runtime.forwarder().metrics()));
+        Some(runtime)
+    };
     let (sender, worker) = pipeline(
         c.pipeline.capacity,
         c.pipeline.max_queued_spans,
         Arc::clone(&store),
         Arc::clone(&metrics),
     );
+    let derived = Derived::new(&c.spanmetrics, &c.servicegraph).map(Arc::new);
+    let worker = worker.with_derived(derived.clone());
+    let worker = worker.with_forward(forward.as_ref().map(|f| Arc::clone(f.forwarder())));
     let probe = sender.probe();
     let worker = tokio::task::spawn_blocking(move || worker.run());
     let ingest = Arc::new(Ingest::new(
@@ -183,7 +200,9 @@ pub async fn start_with_store(
     servers.spawn(serve_http(
         "query",
         query_listener,
-        query::router(QueryState::new(Arc::clone(&store), Arc::clone(&metrics))),
+        query::router(
+            QueryState::new(Arc::clone(&store), Arc::clone(&metrics)).with_derived(derived.clone()),
+        ),
         servers_stop.clone(),
     ));
     servers.spawn(serve_http(
@@ -194,6 +213,7 @@ pub async fn start_with_store(
             Arc::clone(&store),
             probe,
             Arc::clone(&ready),
+            derived,
         ),
         servers_stop.clone(),
     ));
@@ -215,6 +235,7 @@ pub async fn start_with_store(
         ingest,
         worker,
         store,
+        forward,
     };
     let task = tokio::spawn(supervisor.run(shutdown));
     Ok(Running {
@@ -246,6 +267,7 @@ struct Supervisor {
     ingest: Arc<Ingest>,
     worker: JoinHandle<()>,
     store: Arc<dyn SpanStore>,
+    forward: Option<ForwardRuntime>,
 }
 
 /// Keeps the first error; logs the others.
@@ -311,6 +333,11 @@ impl Supervisor {
                     message: e.to_string(),
                 });
             }
+        }
+
+        if let Some(forward) = self.forward {
+            tracing::info!("stopping forwarding");
+            forward.shutdown().await;
         }
 
         self.servers_stop.cancel();

@@ -26,6 +26,23 @@ Environment variables:
   TRACELIGHT_PIPELINE_RETRY_AFTER_SECONDS  (file/env only) retry delay suggested on overload
   TRACELIGHT_QUERY_LISTEN                  --query-listen
   TRACELIGHT_ADMIN_LISTEN                  --admin-listen
+  TRACELIGHT_SPANMETRICS_ENABLED           --spanmetrics
+  TRACELIGHT_SPANMETRICS_DIMENSIONS        --spanmetrics-dimensions
+  TRACELIGHT_SPANMETRICS_MAX_SERIES        --metrics-max-series
+  TRACELIGHT_SPANMETRICS_SERIES_EXPIRY_SECONDS  --metrics-series-expiry-seconds
+  TRACELIGHT_SERVICEGRAPH_ENABLED          --servicegraph
+  TRACELIGHT_SERVICEGRAPH_WAIT_SECONDS     (file/env only) wait for the other half of an edge
+  TRACELIGHT_SERVICEGRAPH_MAX_PENDING      (file/env only) spans waiting to be paired
+  TRACELIGHT_FORWARDING_ENDPOINTS          --forward (comma-separated in the variable)
+  TRACELIGHT_FORWARDING_HEADERS            --forward-header (k=v,k2=v2 in the variable)
+  TRACELIGHT_FORWARDING_COMPRESSION        --forward-compression
+  TRACELIGHT_FORWARDING_CA_FILE            --forward-ca-file
+  TRACELIGHT_FORWARDING_MAX_QUEUE_BYTES    --forward-max-queue-bytes
+  TRACELIGHT_FORWARDING_TIMEOUT_SECONDS    (file/env only) per-attempt timeout
+  TRACELIGHT_FORWARDING_MAX_BATCH_SPANS    (file/env only) spans per forwarded request
+  TRACELIGHT_FORWARDING_MAX_IN_FLIGHT      (file/env only) concurrent requests per upstream
+  TRACELIGHT_FORWARDING_RETRY_INITIAL_INTERVAL_MS  (file/env only) first retry delay
+  TRACELIGHT_FORWARDING_RETRY_MAX_INTERVAL_MS      (file/env only) longest retry delay
 
 All listeners default to 127.0.0.1. To receive spans from a whole cluster, listen on all
 interfaces, e.g. --otlp-grpc-listen 0.0.0.0:4317 --otlp-http-listen 0.0.0.0:4318
@@ -46,8 +63,9 @@ pub struct Cli {
     #[arg(long)]
     pub check_config: bool,
 
-    /// Storage engine: `embedded` (on disk in --data-dir, crash-safe) or `memory` (tests and
-    /// demos, bounded by --memory-max-spans) [default: embedded].
+    /// Storage engine: `embedded` (on disk in --data-dir, crash-safe), `memory` (tests and
+    /// demos, bounded by --memory-max-spans) or `none` (agent mode: only --forward; the query
+    /// API answers as an empty store) [default: embedded].
     #[arg(long, value_name = "BACKEND")]
     pub storage: Option<String>,
 
@@ -97,6 +115,52 @@ pub struct Cli {
     /// Admin listen address: /metrics, /health, /ready [default: 127.0.0.1:8888].
     #[arg(long, value_name = "ADDR")]
     pub admin_listen: Option<SocketAddr>,
+
+    /// Derive span metrics (traces_span_metrics_*) and serve Jaeger's Monitor-tab API
+    /// [default: true].
+    #[arg(long, value_name = "BOOL")]
+    pub spanmetrics: Option<bool>,
+
+    /// Extra span-metrics labels: comma-separated attribute names, looked up in span then
+    /// resource attributes (e.g. http.request.method) [default: none].
+    #[arg(long, value_name = "ATTRS")]
+    pub spanmetrics_dimensions: Option<String>,
+
+    /// Series cap per derived metric; new label sets beyond it go to one overflow series
+    /// [default: 5000].
+    #[arg(long, value_name = "N")]
+    pub metrics_max_series: Option<usize>,
+
+    /// Derived series not updated for this many seconds are removed [default: 300].
+    #[arg(long, value_name = "SECONDS")]
+    pub metrics_series_expiry_seconds: Option<u64>,
+
+    /// Derive the service graph (traces_service_graph_*) [default: true].
+    #[arg(long, value_name = "BOOL")]
+    pub servicegraph: Option<bool>,
+
+    /// Forward every accepted span to this upstream OTLP endpoint (repeatable), through a
+    /// persistent queue in --data-dir: `http(s)://host:4317` for gRPC, a URL ending in
+    /// `/v1/traces` for OTLP/HTTP protobuf. Replaces forwarding.endpoints of the file/env.
+    #[arg(long = "forward", value_name = "URL")]
+    pub forward: Vec<String>,
+
+    /// Header sent to every upstream, `name=value` (repeatable).
+    #[arg(long = "forward-header", value_name = "NAME=VALUE")]
+    pub forward_header: Vec<String>,
+
+    /// Compression of forwarded requests: gzip or none [default: gzip].
+    #[arg(long, value_name = "ALGO")]
+    pub forward_compression: Option<String>,
+
+    /// Extra CA certificate file (PEM) trusted for https:// upstreams, besides the system's.
+    #[arg(long, value_name = "PATH")]
+    pub forward_ca_file: Option<PathBuf>,
+
+    /// Disk cap of each upstream's queue; when reached, clients get 503/UNAVAILABLE
+    /// [default: 1073741824].
+    #[arg(long, value_name = "BYTES")]
+    pub forward_max_queue_bytes: Option<u64>,
 }
 
 impl Cli {
@@ -159,6 +223,48 @@ impl Cli {
             Setting::AdminListen,
             self.admin_listen.map(|a| a.to_string()),
         );
+        push(
+            Setting::SpanMetricsEnabled,
+            self.spanmetrics.map(|b| b.to_string()),
+        );
+        push(
+            Setting::SpanMetricsDimensions,
+            self.spanmetrics_dimensions.clone(),
+        );
+        push(
+            Setting::SpanMetricsMaxSeries,
+            self.metrics_max_series.map(|n| n.to_string()),
+        );
+        push(
+            Setting::SpanMetricsSeriesExpiry,
+            self.metrics_series_expiry_seconds.map(|n| n.to_string()),
+        );
+        push(
+            Setting::ServiceGraphEnabled,
+            self.servicegraph.map(|b| b.to_string()),
+        );
+        push(
+            Setting::ForwardEndpoints,
+            (!self.forward.is_empty()).then(|| self.forward.join(",")),
+        );
+        push(
+            Setting::ForwardHeaders,
+            (!self.forward_header.is_empty()).then(|| self.forward_header.join(",")),
+        );
+        push(
+            Setting::ForwardCompression,
+            self.forward_compression.clone(),
+        );
+        push(
+            Setting::ForwardCaFile,
+            self.forward_ca_file
+                .as_ref()
+                .map(|p| p.display().to_string()),
+        );
+        push(
+            Setting::ForwardMaxQueueBytes,
+            self.forward_max_queue_bytes.map(|n| n.to_string()),
+        );
         out
     }
 }
@@ -188,6 +294,11 @@ mod tests {
             "--pipeline-max-spans",
             "--query-listen",
             "--admin-listen",
+            "--forward",
+            "--forward-header",
+            "--forward-compression",
+            "--forward-ca-file",
+            "--forward-max-queue-bytes",
         ] {
             assert!(help.contains(flag), "{flag} missing from --help");
         }

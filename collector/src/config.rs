@@ -28,7 +28,28 @@
 //!
 //! [admin]
 //! listen = "127.0.0.1:8888"
+//!
+//! [spanmetrics]                  # RED metrics and the Monitor-tab API from received spans
+//! enabled = true
+//! dimensions = []                # extra labels from span/resource attributes
+//! max_series = 5000              # per metric (also caps service-graph edges); then overflow
+//! series_expiry_seconds = 300    # idle series (and edges) are dropped after this
+//!
+//! [servicegraph]
+//! enabled = true
+//! wait_seconds = 10              # a client/server span waits this long for its other half
+//! max_pending = 10000            # spans waiting at once; more are dropped and counted
+//!
+//! [forwarding]                   # upstream OTLP endpoints, see crate::forward::config
+//! endpoints = []                 # e.g. ["http://tempo:4317", "https://otel:4318/v1/traces"]
+//! max_queue_bytes = 1073741824   # persistent queue per upstream, under data_dir/forward/
+//!
+//! [[forward]]                    # per-upstream entries with their own headers/TLS/compression
+//! endpoint = "https://otel.example:4317"
+//! headers = { authorization = "Bearer x" }
 //! ```
+//!
+//! `storage.backend = "none"` (agent mode) stores nothing locally and needs an upstream.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -38,6 +59,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::derived::{ServiceGraphConfig, SpanMetricsConfig};
+use crate::forward::config::{self as fwd, ForwardingConfig, Upstream, UpstreamConfig};
 use crate::receiver::limits::DEFAULT_MAX_REQUEST_BYTES;
 use crate::store::EmbeddedConfig;
 
@@ -227,6 +250,14 @@ pub struct Config {
     pub query: ListenConfig,
     /// `[admin]`.
     pub admin: ListenConfig,
+    /// `[spanmetrics]`.
+    pub spanmetrics: SpanMetricsConfig,
+    /// `[servicegraph]`.
+    pub servicegraph: ServiceGraphConfig,
+    /// `[forwarding]`: endpoints and defaults of every upstream.
+    pub forwarding: ForwardingConfig,
+    /// `[[forward]]`: upstreams with settings of their own (file only).
+    pub forward: Vec<UpstreamConfig>,
 }
 
 impl Default for Config {
@@ -241,6 +272,10 @@ impl Default for Config {
             admin: ListenConfig {
                 listen: addr(DEFAULT_ADMIN_LISTEN),
             },
+            spanmetrics: SpanMetricsConfig::default(),
+            servicegraph: ServiceGraphConfig::default(),
+            forwarding: ForwardingConfig::default(),
+            forward: Vec::new(),
         }
     }
 }
@@ -281,11 +316,45 @@ pub enum Setting {
     QueryListen,
     /// `admin.listen`.
     AdminListen,
+    /// `spanmetrics.enabled`.
+    SpanMetricsEnabled,
+    /// `spanmetrics.dimensions` (comma-separated in env and flags).
+    SpanMetricsDimensions,
+    /// `spanmetrics.max_series`.
+    SpanMetricsMaxSeries,
+    /// `spanmetrics.series_expiry_seconds`.
+    SpanMetricsSeriesExpiry,
+    /// `servicegraph.enabled`.
+    ServiceGraphEnabled,
+    /// `servicegraph.wait_seconds`.
+    ServiceGraphWaitSeconds,
+    /// `servicegraph.max_pending`.
+    ServiceGraphMaxPending,
+    /// `forwarding.endpoints` (comma-separated in env; `--forward` repeatable).
+    ForwardEndpoints,
+    /// `forwarding.headers` (`k=v,k2=v2` in env; `--forward-header` repeatable).
+    ForwardHeaders,
+    /// `forwarding.compression`.
+    ForwardCompression,
+    /// `forwarding.ca_file`.
+    ForwardCaFile,
+    /// `forwarding.timeout_seconds`.
+    ForwardTimeout,
+    /// `forwarding.max_queue_bytes`.
+    ForwardMaxQueueBytes,
+    /// `forwarding.max_batch_spans`.
+    ForwardMaxBatchSpans,
+    /// `forwarding.max_in_flight`.
+    ForwardMaxInFlight,
+    /// `forwarding.retry_initial_interval_ms`.
+    ForwardRetryInitial,
+    /// `forwarding.retry_max_interval_ms`.
+    ForwardRetryMax,
 }
 
 impl Setting {
     /// All settings.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 30] = [
         Self::StorageBackend,
         Self::DataDir,
         Self::MemoryMaxSpans,
@@ -299,6 +368,23 @@ impl Setting {
         Self::RetryAfterSeconds,
         Self::QueryListen,
         Self::AdminListen,
+        Self::SpanMetricsEnabled,
+        Self::SpanMetricsDimensions,
+        Self::SpanMetricsMaxSeries,
+        Self::SpanMetricsSeriesExpiry,
+        Self::ServiceGraphEnabled,
+        Self::ServiceGraphWaitSeconds,
+        Self::ServiceGraphMaxPending,
+        Self::ForwardEndpoints,
+        Self::ForwardHeaders,
+        Self::ForwardCompression,
+        Self::ForwardCaFile,
+        Self::ForwardTimeout,
+        Self::ForwardMaxQueueBytes,
+        Self::ForwardMaxBatchSpans,
+        Self::ForwardMaxInFlight,
+        Self::ForwardRetryInitial,
+        Self::ForwardRetryMax,
     ];
 
     /// Dotted key in the TOML file.
@@ -317,6 +403,23 @@ impl Setting {
             Self::RetryAfterSeconds => "pipeline.retry_after_seconds",
             Self::QueryListen => "query.listen",
             Self::AdminListen => "admin.listen",
+            Self::SpanMetricsEnabled => "spanmetrics.enabled",
+            Self::SpanMetricsDimensions => "spanmetrics.dimensions",
+            Self::SpanMetricsMaxSeries => "spanmetrics.max_series",
+            Self::SpanMetricsSeriesExpiry => "spanmetrics.series_expiry_seconds",
+            Self::ServiceGraphEnabled => "servicegraph.enabled",
+            Self::ServiceGraphWaitSeconds => "servicegraph.wait_seconds",
+            Self::ServiceGraphMaxPending => "servicegraph.max_pending",
+            Self::ForwardEndpoints => "forwarding.endpoints",
+            Self::ForwardHeaders => "forwarding.headers",
+            Self::ForwardCompression => "forwarding.compression",
+            Self::ForwardCaFile => "forwarding.ca_file",
+            Self::ForwardTimeout => "forwarding.timeout_seconds",
+            Self::ForwardMaxQueueBytes => "forwarding.max_queue_bytes",
+            Self::ForwardMaxBatchSpans => "forwarding.max_batch_spans",
+            Self::ForwardMaxInFlight => "forwarding.max_in_flight",
+            Self::ForwardRetryInitial => "forwarding.retry_initial_interval_ms",
+            Self::ForwardRetryMax => "forwarding.retry_max_interval_ms",
         }
     }
 
@@ -357,6 +460,52 @@ impl Setting {
             }
             Self::QueryListen => config.query.listen = parse(self, raw, origin)?,
             Self::AdminListen => config.admin.listen = parse(self, raw, origin)?,
+            Self::SpanMetricsEnabled => config.spanmetrics.enabled = parse(self, raw, origin)?,
+            Self::SpanMetricsDimensions => {
+                config.spanmetrics.dimensions = raw
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|d| !d.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+            }
+            Self::SpanMetricsMaxSeries => config.spanmetrics.max_series = parse(self, raw, origin)?,
+            Self::SpanMetricsSeriesExpiry => {
+                config.spanmetrics.series_expiry_seconds = parse(self, raw, origin)?;
+            }
+            Self::ServiceGraphEnabled => config.servicegraph.enabled = parse(self, raw, origin)?,
+            Self::ServiceGraphWaitSeconds => {
+                config.servicegraph.wait_seconds = parse(self, raw, origin)?;
+            }
+            Self::ServiceGraphMaxPending => {
+                config.servicegraph.max_pending = parse(self, raw, origin)?;
+            }
+            Self::ForwardEndpoints => config.forwarding.endpoints = fwd::parse_endpoints(raw),
+            Self::ForwardHeaders => {
+                config.forwarding.headers =
+                    fwd::parse_headers(raw).map_err(|reason| ConfigError::Value {
+                        setting: self.key(),
+                        origin: origin.to_owned(),
+                        value: raw.to_owned(),
+                        reason,
+                    })?;
+            }
+            Self::ForwardCompression => config.forwarding.compression = parse(self, raw, origin)?,
+            Self::ForwardCaFile => config.forwarding.ca_file = Some(PathBuf::from(raw.trim())),
+            Self::ForwardTimeout => config.forwarding.timeout_seconds = parse(self, raw, origin)?,
+            Self::ForwardMaxQueueBytes => {
+                config.forwarding.max_queue_bytes = parse(self, raw, origin)?;
+            }
+            Self::ForwardMaxBatchSpans => {
+                config.forwarding.max_batch_spans = parse(self, raw, origin)?;
+            }
+            Self::ForwardMaxInFlight => config.forwarding.max_in_flight = parse(self, raw, origin)?,
+            Self::ForwardRetryInitial => {
+                config.forwarding.retry_initial_interval_ms = parse(self, raw, origin)?;
+            }
+            Self::ForwardRetryMax => {
+                config.forwarding.retry_max_interval_ms = parse(self, raw, origin)?;
+            }
         }
         Ok(())
     }
@@ -416,6 +565,8 @@ pub enum StorageBackend {
     Embedded,
     /// The bounded in-memory store.
     Memory,
+    /// No local storage (agent mode): spans are only forwarded.
+    None,
 }
 
 /// A configuration that passed [`Config::validate`].
@@ -449,6 +600,11 @@ impl ValidatedConfig {
     pub fn retry_after(&self) -> Duration {
         Duration::from_secs(self.config.pipeline.retry_after_seconds)
     }
+
+    /// The upstreams to forward to (none: no forwarding).
+    pub fn upstreams(&self) -> Vec<Upstream> {
+        fwd::upstreams(&self.config.forwarding, &self.config.forward)
+    }
 }
 
 impl Config {
@@ -461,13 +617,26 @@ impl Config {
         let backend = match self.storage.backend.as_str() {
             "embedded" => StorageBackend::Embedded,
             "memory" => StorageBackend::Memory,
+            "none" => StorageBackend::None,
             other => {
                 return Err(invalid(
                     Setting::StorageBackend,
-                    format!("unsupported storage backend {other:?}; expected embedded or memory"),
+                    format!(
+                        "unsupported storage backend {other:?}; expected embedded, memory or none"
+                    ),
                 ));
             }
         };
+        fwd::validate(&self.forwarding, &self.forward)
+            .map_err(|(setting, reason)| ConfigError::Invalid { setting, reason })?;
+        if backend == StorageBackend::None
+            && fwd::upstreams(&self.forwarding, &self.forward).is_empty()
+        {
+            return Err(invalid(
+                Setting::StorageBackend,
+                "\"none\" stores nothing: it needs at least one --forward upstream".to_owned(),
+            ));
+        }
         if !(1..=24 * 365 * 10).contains(&self.storage.retention_hours) {
             return Err(invalid(
                 Setting::RetentionHours,
@@ -518,6 +687,41 @@ impl Config {
             return Err(invalid(
                 Setting::RetryAfterSeconds,
                 "must be between 1 and 3600".to_owned(),
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.spanmetrics.max_series) {
+            return Err(invalid(
+                Setting::SpanMetricsMaxSeries,
+                "must be between 1 and 1000000".to_owned(),
+            ));
+        }
+        if !(10..=7 * 24 * 3600).contains(&self.spanmetrics.series_expiry_seconds) {
+            return Err(invalid(
+                Setting::SpanMetricsSeriesExpiry,
+                "must be between 10 and 604800 (7 days)".to_owned(),
+            ));
+        }
+        if let Some(bad) = self
+            .spanmetrics
+            .dimensions
+            .iter()
+            .find(|d| d.trim().is_empty() || d.len() > 256)
+        {
+            return Err(invalid(
+                Setting::SpanMetricsDimensions,
+                format!("{bad:?} is not an attribute name"),
+            ));
+        }
+        if !(1..=3600).contains(&self.servicegraph.wait_seconds) {
+            return Err(invalid(
+                Setting::ServiceGraphWaitSeconds,
+                "must be between 1 and 3600".to_owned(),
+            ));
+        }
+        if !(1..=10_000_000).contains(&self.servicegraph.max_pending) {
+            return Err(invalid(
+                Setting::ServiceGraphMaxPending,
+                "must be between 1 and 10000000".to_owned(),
             ));
         }
         let listeners = [

@@ -57,4 +57,7 @@ pub enum RunError {
     /// The final store flush failed.
     #[error("store flush failed: {0}")]
     Flush(#[source] StoreError),
+    /// Forwarding could not start (queue recovery, TLS or endpoint setup).
+    #[error("cannot start forwarding: {0}")]
+    Forward(#[from] crate::forward::ForwardError),
 }

@@ -13,6 +13,9 @@
 //!  Grafana / Jaeger UI ──► query (:16686): /api/… (Jaeger v1), /api/v3/… ◄── SpanStore (memory now,
 //!                                                                            on-disk later)
 //!  Prometheus ──► admin (:8888): /metrics, /health, /ready
+//!
+//!  pipeline worker ──► forward queue per upstream (fsynced, on disk) ──► forward::sender ──► upstream OTLP
+//!                      (ack waits for the store and the queues)          retry + backoff     (gRPC / HTTP)
 //! ```
 //!
 //! [`run`] drives everything from a [`config::ValidatedConfig`] until its cancellation token
@@ -27,7 +30,9 @@ pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod derived;
 pub mod error;
+pub mod forward;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;

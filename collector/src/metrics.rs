@@ -173,6 +173,8 @@ pub struct Metrics {
     ingest: [Histogram; PROTOCOLS],
     store_write: Histogram,
     query: Mutex<BTreeMap<&'static str, Histogram>>,
+    /// Per-upstream forwarding metrics (`forward::metrics`), rendered after these.
+    forward: std::sync::OnceLock<std::sync::Arc<crate::forward::metrics::ForwardMetrics>>,
 }
 
 impl Metrics {
@@ -209,6 +211,11 @@ impl Metrics {
     /// Records the latency of one query request; `route` is a route template.
     pub fn query_latency(&self, route: &'static str, elapsed: Duration) {
         self.query.lock().entry(route).or_default().record(elapsed);
+    }
+
+    /// Adds the forwarding metrics to [`render`](Self::render) (once; later calls are ignored).
+    pub fn set_forward(&self, forward: std::sync::Arc<crate::forward::metrics::ForwardMetrics>) {
+        let _ = self.forward.set(forward);
     }
 
     /// Reads one refused-requests counter (for tests and logs).
@@ -309,6 +316,9 @@ impl Metrics {
         );
         for (route, histogram) in self.query.lock().iter() {
             histogram.render(&mut out, QUERY_DURATION, &format!("route=\"{route}\""));
+        }
+        if let Some(forward) = self.forward.get() {
+            forward.render(&mut out);
         }
         out
     }

@@ -17,6 +17,8 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::derived::Derived;
+use crate::forward::{ForwardError, Forwarder};
 use crate::metrics::Metrics;
 use crate::model::SpanBatch;
 use crate::store::{SpanStore, StoreError};
@@ -34,12 +36,15 @@ pub enum SubmitError {
     /// The store refused the batch.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A forward queue failed to write the batch.
+    #[error(transparent)]
+    Forward(#[from] ForwardError),
 }
 
 #[derive(Debug)]
 struct Envelope {
     batch: SpanBatch,
-    ack: oneshot::Sender<Result<(), StoreError>>,
+    ack: oneshot::Sender<Result<(), SubmitError>>,
     /// Returns the batch's spans to the budget when the envelope is done with (or dropped).
     budget: SpanRelease,
 }
@@ -142,6 +147,8 @@ pub struct PipelineWorker {
     rx: Arc<parking_lot::Mutex<mpsc::Receiver<Envelope>>>,
     store: Arc<dyn SpanStore>,
     metrics: Arc<Metrics>,
+    derived: Option<Arc<Derived>>,
+    forward: Option<Arc<Forwarder>>,
 }
 
 /// Creates a pipeline holding at most `capacity` (≥ 1) batches and `max_spans` spans.
@@ -159,11 +166,32 @@ pub fn pipeline(
     });
     (
         PipelineSender { tx, spans },
-        PipelineWorker { rx, store, metrics },
+        PipelineWorker {
+            rx,
+            store,
+            metrics,
+            derived: None,
+            forward: None,
+        },
     )
 }
 
 impl PipelineWorker {
+    /// Also feeds every batch to the derived metrics, before it is written.
+    #[must_use]
+    pub fn with_derived(mut self, derived: Option<Arc<Derived>>) -> Self {
+        self.derived = derived;
+        self
+    }
+
+    /// Also appends every batch to the forward queues; the ack then waits for the store and
+    /// the queues (see [`Forwarder::write_through`]).
+    #[must_use]
+    pub fn with_forward(mut self, forward: Option<Arc<Forwarder>>) -> Self {
+        self.forward = forward;
+        self
+    }
+
     /// Writes batches with [`WORKERS`] threads (this one included) until every sender is gone
     /// and the queue is empty (the drain on shutdown). Blocks the calling thread.
     pub fn run(self) {
@@ -173,6 +201,8 @@ impl PipelineWorker {
                     rx: Arc::clone(&self.rx),
                     store: Arc::clone(&self.store),
                     metrics: Arc::clone(&self.metrics),
+                    derived: self.derived.clone(),
+                    forward: self.forward.clone(),
                 };
                 std::thread::Builder::new()
                     .name(format!("pipeline-{i}"))
@@ -195,8 +225,22 @@ impl PipelineWorker {
             let Some(Envelope { batch, ack, budget }) = next else {
                 break;
             };
+            // A forward queue at its disk cap refuses the batch before anything sees it.
+            if let Some(forward) = &self.forward
+                && !forward.admit(batch.len())
+            {
+                drop(budget);
+                let _ = ack.send(Err(SubmitError::Full));
+                continue;
+            }
+            if let Some(derived) = &self.derived {
+                derived.observe(&batch);
+            }
             let started = Instant::now();
-            let result = self.store.write_batch(batch);
+            let result = match &self.forward {
+                Some(forward) => forward.write_through(batch, &*self.store),
+                None => self.store.write_batch(batch).map_err(SubmitError::Store),
+            };
             drop(budget);
             self.metrics.store_write_latency(started.elapsed());
             if let Err(e) = &result {

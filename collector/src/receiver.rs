@@ -16,6 +16,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 
+use crate::forward::ForwardError;
 use crate::metrics::{Metrics, Protocol, RefusalReason};
 use crate::model::convert_request;
 use crate::pipeline::{PipelineSender, SubmitError};
@@ -34,6 +35,9 @@ pub enum IngestError {
     /// The store failed.
     #[error("storage failure: {0}")]
     Store(#[source] StoreError),
+    /// A forward queue failed.
+    #[error("forward queue failure: {0}")]
+    Forward(#[source] ForwardError),
 }
 
 /// The transport-independent ingest path.
@@ -84,6 +88,9 @@ impl Ingest {
                     SubmitError::Full => (RefusalReason::Backpressure, IngestError::Backpressure),
                     SubmitError::Closed => (RefusalReason::ShuttingDown, IngestError::ShuttingDown),
                     SubmitError::Store(e) => (RefusalReason::StoreFailure, IngestError::Store(e)),
+                    SubmitError::Forward(e) => {
+                        (RefusalReason::StoreFailure, IngestError::Forward(e))
+                    }
                 };
                 self.metrics.spans_refused(protocol, reason, valid);
                 self.metrics.request_refused(protocol, reason);

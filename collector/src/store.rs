@@ -8,11 +8,13 @@
 
 mod embedded;
 mod memory;
+mod null;
 
 use std::fmt;
 
 pub use embedded::{EmbeddedConfig, EmbeddedStore};
 pub use memory::MemoryStore;
+pub use null::NullStore;
 
 use crate::model::{DependencyLink, SpanBatch, SpanKind, Trace, TraceId};
 
