@@ -122,6 +122,27 @@ echo "== check_traces.py"
 "$venv/bin/python" "$py_dir/check_traces.py" --query-url "http://127.0.0.1:$query_port" \
   "$work/traces.jsonl"
 
+# --- the admin exposition, span metrics included, passes promtool --------------------------------
+if ! command -v promtool >/dev/null; then
+  echo "promtool missing; installing Debian's prometheus package" >&2
+  sudo=; [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -q
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q prometheus
+fi
+echo "== promtool check metrics"
+curl -fsS "http://127.0.0.1:$admin_port/metrics" >"$work/metrics.txt"
+grep -q '^traces_span_metrics_calls_total{service_name="' "$work/metrics.txt" \
+  || { echo "no span metrics in the exposition" >&2; exit 1; }
+# promtool exits 3 on lint findings; the only accepted one is the connector-compatible
+# millisecond unit of traces_span_metrics_duration_milliseconds (metric-names.md §B.1).
+promtool check metrics <"$work/metrics.txt" >"$work/promtool.txt" 2>&1 || true
+if grep -v 'traces_span_metrics_duration_milliseconds use base unit "seconds" instead of "milliseconds"' \
+    "$work/promtool.txt" | grep -q .; then
+  echo "promtool check metrics found problems:" >&2
+  cat "$work/promtool.txt" >&2
+  exit 1
+fi
+
 # --- SIGTERM: clean stop, exit code 0 -----------------------------------------------------------
 echo "== SIGTERM"
 kill -TERM "$collector_pid"

@@ -9,8 +9,6 @@
 )]
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -20,64 +18,19 @@ use parking_lot::Mutex;
 use prost::Message as _;
 use tracelight_loadgen::payload::{build_request, spans_with_service};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tracelight-collector");
+#[path = "support/process.rs"]
+mod process;
+
+use process::CollectorProcess;
+
 /// Requests to see acknowledged before the kill.
 const ACKED_BEFORE_KILL: usize = 120;
 const SENDERS: u64 = 4;
 const SPANS_PER_REQUEST: usize = 40;
 
-struct Collector {
-    child: Child,
-    http: String,
-    query: String,
-    admin: String,
-}
-
-/// Starts the binary on ephemeral loopback ports and reads the bound addresses from its
-/// start-up log line.
-fn spawn(data_dir: &std::path::Path) -> Collector {
-    let mut child = Command::new(BIN)
-        .args(["--storage", "embedded", "--data-dir"])
-        .arg(data_dir)
-        .args([
-            "--otlp-grpc-listen",
-            "127.0.0.1:0",
-            "--otlp-http-listen",
-            "127.0.0.1:0",
-            "--query-listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
-        .env("TRACELIGHT_LOG_FORMAT", "json")
-        .env("RUST_LOG", "info")
-        .env_remove("OTEL_TRACES_EXPORTER")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let listening = loop {
-        let line = lines
-            .next()
-            .expect("collector exited before listening")
-            .unwrap();
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
-            continue;
-        };
-        if v["message"] == "tracelight collector listening" {
-            break v;
-        }
-    };
-    // Keep draining stdout so the collector never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    let addr = |k: &str| format!("http://{}", listening[k].as_str().unwrap());
-    Collector {
-        child,
-        http: addr("otlp_http"),
-        query: addr("query"),
-        admin: addr("admin"),
-    }
+/// The binary with the embedded store in `data_dir`.
+fn spawn(data_dir: &std::path::Path) -> CollectorProcess {
+    CollectorProcess::spawn(&["--storage".as_ref(), "embedded".as_ref(), "--data-dir".as_ref(), data_dir.as_os_str()])
 }
 
 /// Trace id (hex) → span count, for one request.
@@ -132,8 +85,7 @@ async fn acknowledged_spans_survive_sigkill() {
     while acked.lock().len() < ACKED_BEFORE_KILL {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    collector.child.kill().unwrap(); // SIGKILL
-    collector.child.wait().unwrap();
+    collector.kill();
     stop.store(true, Ordering::Relaxed);
     for s in senders {
         s.await.unwrap();
@@ -171,8 +123,7 @@ async fn acknowledged_spans_survive_sigkill() {
             checked += spans;
         }
     }
-    collector.child.kill().unwrap();
-    collector.child.wait().unwrap();
+    collector.kill();
     assert!(
         missing.is_empty(),
         "{} of {} acknowledged traces lost spans after SIGKILL: {:?}",

@@ -10,7 +10,9 @@
 //! Keys carry their own hash: the caller hashes the borrowed label values of a span with
 //! [`LabelHasher`] and compares in place, so a hit allocates nothing.
 
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{BuildHasher, Hasher};
+#[cfg(test)]
+use std::hash::Hash;
 
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
