@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{StatusCode, header};
 
+use crate::derived::Derived;
 use crate::metrics::Metrics;
 use crate::pipeline::PipelineProbe;
 use crate::store::SpanStore;
@@ -36,14 +37,16 @@ struct AdminState {
     store: Arc<dyn SpanStore>,
     pipeline: PipelineProbe,
     ready: Arc<Readiness>,
+    derived: Option<Arc<Derived>>,
 }
 
-/// The admin router.
+/// The admin router; `derived` adds span metrics and the service graph to `/metrics`.
 pub fn router(
     metrics: Arc<Metrics>,
     store: Arc<dyn SpanStore>,
     pipeline: PipelineProbe,
     ready: Arc<Readiness>,
+    derived: Option<Arc<Derived>>,
 ) -> Router {
     Router::new()
         .route("/metrics", get(metrics_text))
@@ -54,16 +57,25 @@ pub fn router(
             store,
             pipeline,
             ready,
+            derived,
         })
 }
 
 async fn metrics_text(State(state): State<AdminState>) -> Response {
     let store = Arc::clone(&state.store);
-    // Store statistics may touch disk in a durable store.
-    let stats = tokio::task::spawn_blocking(move || store.stats())
-        .await
-        .unwrap_or_default();
-    let body = state.metrics.render(stats, state.pipeline.queued());
+    let derived = state.derived.clone();
+    let metrics = Arc::clone(&state.metrics);
+    let queued = state.pipeline.queued();
+    // Store statistics may touch disk in a durable store, and the derived series are sorted.
+    let body = tokio::task::spawn_blocking(move || {
+        let mut body = metrics.render(store.stats(), queued);
+        if let Some(derived) = derived {
+            derived.render(&mut body);
+        }
+        body
+    })
+    .await
+    .unwrap_or_default();
     (
         [(
             header::CONTENT_TYPE,

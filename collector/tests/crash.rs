@@ -30,7 +30,12 @@ const SPANS_PER_REQUEST: usize = 40;
 
 /// The binary with the embedded store in `data_dir`.
 fn spawn(data_dir: &std::path::Path) -> CollectorProcess {
-    CollectorProcess::spawn(&["--storage".as_ref(), "embedded".as_ref(), "--data-dir".as_ref(), data_dir.as_os_str()])
+    CollectorProcess::spawn(&[
+        "--storage".as_ref(),
+        "embedded".as_ref(),
+        "--data-dir".as_ref(),
+        data_dir.as_os_str(),
+    ])
 }
 
 /// Trace id (hex) → span count, for one request.

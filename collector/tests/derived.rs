@@ -57,11 +57,27 @@ fn with(mut s: Span, attrs: &[(&str, &str)]) -> Span {
 /// The server and consumer halves: sent first, so pairing must wait for the second batch.
 fn servers() -> ExportTraceServiceRequest {
     let g_server = with(
-        span(T1, "a000000000000001", None, "GET /checkout", SpanKind::Server, 0, 120),
+        span(
+            T1,
+            "a000000000000001",
+            None,
+            "GET /checkout",
+            SpanKind::Server,
+            0,
+            120,
+        ),
         &[("http.request.method", "GET")],
     );
     let o_server = with(
-        span(T1, "b000000000000001", Some("a000000000000002"), "POST /orders", SpanKind::Server, 6, 100),
+        span(
+            T1,
+            "b000000000000001",
+            Some("a000000000000002"),
+            "POST /orders",
+            SpanKind::Server,
+            6,
+            100,
+        ),
         &[("http.request.method", "POST")],
     );
     let p_server = error(span(
@@ -73,28 +89,87 @@ fn servers() -> ExportTraceServiceRequest {
         12,
         95,
     ));
-    let p_internal = span(T1, "c000000000000002", Some("c000000000000001"), "score risk", SpanKind::Internal, 13, 16);
-    let consumer = span(T2, "d000000000000001", Some("b000000000000004"), "orders receive", SpanKind::Consumer, 300, 305);
+    let p_internal = span(
+        T1,
+        "c000000000000002",
+        Some("c000000000000001"),
+        "score risk",
+        SpanKind::Internal,
+        13,
+        16,
+    );
+    let consumer = span(
+        T2,
+        "d000000000000001",
+        Some("b000000000000004"),
+        "orders receive",
+        SpanKind::Consumer,
+        300,
+        305,
+    );
     ExportTraceServiceRequest {
         resource_spans: vec![
             resource(Some("gateway"), vec![g_server]),
             resource(Some("orders"), vec![o_server]),
             resource(Some("payments"), vec![p_server, p_internal]),
             resource(Some("shipping"), vec![consumer]),
-            resource(None, vec![span(T2, "e000000000000001", None, "anonymous", SpanKind::Server, 0, 1)]),
+            resource(
+                None,
+                vec![span(
+                    T2,
+                    "e000000000000001",
+                    None,
+                    "anonymous",
+                    SpanKind::Server,
+                    0,
+                    1,
+                )],
+            ),
         ],
     }
 }
 
 /// The client and producer halves, and a database call.
 fn clients() -> ExportTraceServiceRequest {
-    let g_client = span(T1, "a000000000000002", Some("a000000000000001"), "POST", SpanKind::Client, 5, 101);
-    let o_client = span(T1, "b000000000000002", Some("b000000000000001"), "POST", SpanKind::Client, 10, 96);
+    let g_client = span(
+        T1,
+        "a000000000000002",
+        Some("a000000000000001"),
+        "POST",
+        SpanKind::Client,
+        5,
+        101,
+    );
+    let o_client = span(
+        T1,
+        "b000000000000002",
+        Some("b000000000000001"),
+        "POST",
+        SpanKind::Client,
+        10,
+        96,
+    );
     let o_db = with(
-        span(T1, "b000000000000003", Some("b000000000000001"), "INSERT orders", SpanKind::Client, 7, 9),
+        span(
+            T1,
+            "b000000000000003",
+            Some("b000000000000001"),
+            "INSERT orders",
+            SpanKind::Client,
+            7,
+            9,
+        ),
         &[("db.system", "postgresql"), ("db.name", "shop")],
     );
-    let producer = span(T2, "b000000000000004", None, "orders publish", SpanKind::Producer, 200, 201);
+    let producer = span(
+        T2,
+        "b000000000000004",
+        None,
+        "orders publish",
+        SpanKind::Producer,
+        200,
+        201,
+    );
     ExportTraceServiceRequest {
         resource_spans: vec![
             resource(Some("gateway"), vec![g_client]),
@@ -215,7 +290,9 @@ async fn monitor_tab_api_answers_from_the_collector() {
     let window = "lookback=0&step=60000&ratePer=60000";
 
     let (status, calls) = c
-        .query(&format!("/api/metrics/calls?service=gateway,orders&service=payments&{window}"))
+        .query(&format!(
+            "/api/metrics/calls?service=gateway,orders&service=payments&{window}"
+        ))
         .await;
     assert_eq!(status, 200, "{calls}");
     assert_eq!(calls["name"], "service_call_rate");
@@ -227,24 +304,37 @@ async fn monitor_tab_api_answers_from_the_collector() {
         vec![
             (labels(&[("service_name", "gateway")]), vec![one_per_minute]),
             (labels(&[("service_name", "orders")]), vec![one_per_minute]),
-            (labels(&[("service_name", "payments")]), vec![one_per_minute]),
+            (
+                labels(&[("service_name", "payments")]),
+                vec![one_per_minute]
+            ),
         ]
     );
 
     let (_, errors) = c
-        .query(&format!("/api/metrics/errors?service=payments&service=orders&groupByOperation=true&{window}"))
+        .query(&format!(
+            "/api/metrics/errors?service=payments&service=orders&groupByOperation=true&{window}"
+        ))
         .await;
     assert_eq!(errors["name"], "service_operation_error_rate");
     assert_eq!(
         series(&errors),
         vec![
-            (labels(&[("service_name", "orders"), ("operation", "POST /orders")]), vec![0.0]),
-            (labels(&[("service_name", "payments"), ("operation", "POST /charge")]), vec![1.0]),
+            (
+                labels(&[("service_name", "orders"), ("operation", "POST /orders")]),
+                vec![0.0]
+            ),
+            (
+                labels(&[("service_name", "payments"), ("operation", "POST /charge")]),
+                vec![1.0]
+            ),
         ]
     );
 
     let (_, latencies) = c
-        .query(&format!("/api/metrics/latencies?service=orders&quantile=0.5&spanKind=client&{window}"))
+        .query(&format!(
+            "/api/metrics/latencies?service=orders&quantile=0.5&spanKind=client&{window}"
+        ))
         .await;
     assert_eq!(latencies["name"], "service_latencies");
     // Client spans of orders: 86 ms (bucket 50–100) and 2 ms (bucket 0–2): the median is the
@@ -256,7 +346,10 @@ async fn monitor_tab_api_answers_from_the_collector() {
 
     let (status, missing) = c.query("/api/metrics/latencies?service=orders").await;
     assert_eq!(status, 400);
-    assert_eq!(missing["errors"][0]["msg"], "parameter 'quantile' is required");
+    assert_eq!(
+        missing["errors"][0]["msg"],
+        "parameter 'quantile' is required"
+    );
     let (status, _) = c.query("/api/metrics/calls").await;
     assert_eq!(status, 400);
     c.stop().await;
@@ -288,7 +381,15 @@ async fn a_flood_of_span_names_ends_in_the_overflow_series() {
         let spans = (0..500)
             .map(|i| {
                 let n = chunk * 500 + i;
-                let mut s = span(T1, &format!("{:016x}", n + 1), None, &format!("GET /item/{n}"), SpanKind::Server, 0, 1);
+                let mut s = span(
+                    T1,
+                    &format!("{:016x}", n + 1),
+                    None,
+                    &format!("GET /item/{n}"),
+                    SpanKind::Server,
+                    0,
+                    1,
+                );
                 s.attributes = vec![kv("n", Value::IntValue(i64::from(n)))];
                 s
             })
@@ -308,11 +409,17 @@ async fn a_flood_of_span_names_ends_in_the_overflow_series() {
         .count();
     assert_eq!(calls, 101, "100 series and the overflow series");
     assert_eq!(
-        harness::metric_value(&text, "traces_span_metrics_calls_total{otel_metric_overflow=\"true\"}"),
+        harness::metric_value(
+            &text,
+            "traces_span_metrics_calls_total{otel_metric_overflow=\"true\"}"
+        ),
         9900.0
     );
     assert_eq!(
-        harness::metric_value(&text, "tracelight_collector_derived_overflow_spans_total{metric=\"spanmetrics\"}"),
+        harness::metric_value(
+            &text,
+            "tracelight_collector_derived_overflow_spans_total{metric=\"spanmetrics\"}"
+        ),
         9900.0
     );
     c.stop().await;

@@ -189,7 +189,10 @@ impl History {
         windows: &[(u64, u64)],
     ) -> Vec<(String, String, Vec<Window>)> {
         let mut out = Vec::new();
-        for (key, slots) in self.table.sorted_by(|k| (k.service.clone(), k.operation.clone())) {
+        for (key, slots) in self
+            .table
+            .sorted_by(|k| (k.service.clone(), k.operation.clone()))
+        {
             let Some(key) = key else { continue };
             if !kinds.contains(&key.kind) || !services.iter().any(|s| **s == *key.service) {
                 continue;

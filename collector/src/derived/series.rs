@@ -10,9 +10,9 @@
 //! Keys carry their own hash: the caller hashes the borrowed label values of a span with
 //! [`LabelHasher`] and compares in place, so a hit allocates nothing.
 
-use std::hash::{BuildHasher, Hasher};
 #[cfg(test)]
 use std::hash::Hash;
+use std::hash::{BuildHasher, Hasher};
 
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
@@ -191,12 +191,7 @@ mod tests {
     use super::*;
 
     fn touch(t: &mut SeriesTable<String, u64>, h: &LabelHasher, key: &str, now: u64) {
-        *t.update(
-            h.one(key),
-            |k| k == key,
-            || (key.to_owned(), 0),
-            now,
-        ) += 1;
+        *t.update(h.one(key), |k| k == key, || (key.to_owned(), 0), now) += 1;
     }
 
     #[test]

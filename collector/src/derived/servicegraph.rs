@@ -175,7 +175,9 @@ impl ServiceGraph {
             self.dropped += 1;
             return;
         }
-        let peer = is_client.then(|| attribute(span, &PEER_ATTRIBUTES)).flatten();
+        let peer = is_client
+            .then(|| attribute(span, &PEER_ATTRIBUTES))
+            .flatten();
         let half = Half::of(span, service, peer.as_deref());
         let deadline = now + self.limits.wait;
         let entry = self.pending.entry(key).or_insert_with(|| Pending {
@@ -231,7 +233,11 @@ impl ServiceGraph {
         connection.hash(&mut h);
         let edge = self.edges.update(
             h.finish(),
-            |k| *k.client == *client.service && *k.server == *server_name && k.connection == connection,
+            |k| {
+                *k.client == *client.service
+                    && *k.server == *server_name
+                    && k.connection == connection
+            },
             || {
                 let key = EdgeKey {
                     client: client.service.clone(),
@@ -246,9 +252,11 @@ impl ServiceGraph {
         if client.failed || server.is_some_and(|s| s.failed) {
             edge.failed += 1;
         }
-        edge.client.observe(&GRAPH_BUCKETS_SECONDS, client.seconds());
+        edge.client
+            .observe(&GRAPH_BUCKETS_SECONDS, client.seconds());
         if let Some(server) = server {
-            edge.server.observe(&GRAPH_BUCKETS_SECONDS, server.seconds());
+            edge.server
+                .observe(&GRAPH_BUCKETS_SECONDS, server.seconds());
             if connection == Connection::Messaging {
                 let delay = server.start_ns.saturating_sub(client.end_ns) as f64 / 1e9;
                 edge.messaging.observe(&GRAPH_BUCKETS_SECONDS, delay);

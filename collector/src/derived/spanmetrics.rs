@@ -122,7 +122,10 @@ impl SpanMetrics {
                     && *k.name == *span.name
                     && k.kind == span.kind
                     && k.status == span.status.code
-                    && k.dims.iter().map(Option::as_deref).eq(dims.iter().map(Option::as_deref))
+                    && k.dims
+                        .iter()
+                        .map(Option::as_deref)
+                        .eq(dims.iter().map(Option::as_deref))
             },
             || {
                 let key = Key {
@@ -223,10 +226,13 @@ impl SpanMetrics {
 /// An extra dimension's value: the span attribute, else the resource attribute.
 fn dimension_value<'a>(span: &'a Span, attribute: &str) -> Option<Cow<'a, str>> {
     let find = |attrs: &'a [crate::model::KeyValue]| {
-        attrs.iter().find(|kv| kv.key == attribute).map(|kv| match &kv.value {
-            AttrValue::String(s) => Cow::Borrowed(s.as_str()),
-            other => Cow::Owned(other.to_search_string()),
-        })
+        attrs
+            .iter()
+            .find(|kv| kv.key == attribute)
+            .map(|kv| match &kv.value {
+                AttrValue::String(s) => Cow::Borrowed(s.as_str()),
+                other => Cow::Owned(other.to_search_string()),
+            })
     };
     find(&span.attributes).or_else(|| find(&span.resource.attributes))
 }

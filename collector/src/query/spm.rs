@@ -79,7 +79,10 @@ fn parse(kind: Kind, params: &Params, now_ms: u64) -> Result<Request, ParamError
     }
     let mut kinds = Vec::new();
     for k in params.all("spanKind").filter(|k| !k.is_empty()) {
-        let name = k.strip_prefix("SPAN_KIND_").unwrap_or(k).to_ascii_lowercase();
+        let name = k
+            .strip_prefix("SPAN_KIND_")
+            .unwrap_or(k)
+            .to_ascii_lowercase();
         kinds.push(
             SpanKind::from_jaeger_name(&name)
                 .ok_or_else(|| invalid("spanKind", format!("unsupported span kind {k:?}")))?,
@@ -182,19 +185,29 @@ fn family(kind: Kind, request: &Request) -> (&'static str, String) {
         ),
         (Kind::Errors, false) => (
             "service_error_rate",
-            format!("error rate, computed as a fraction of errors/sec over calls/sec, grouped by {by}"),
+            format!(
+                "error rate, computed as a fraction of errors/sec over calls/sec, grouped by {by}"
+            ),
         ),
         (Kind::Errors, true) => (
             "service_operation_error_rate",
-            format!("error rate, computed as a fraction of errors/sec over calls/sec, grouped by {by}"),
+            format!(
+                "error rate, computed as a fraction of errors/sec over calls/sec, grouped by {by}"
+            ),
         ),
         (Kind::Latencies, false) => (
             "service_latencies",
-            format!("{:.2}th quantile latency, grouped by {by}", request.quantile),
+            format!(
+                "{:.2}th quantile latency, grouped by {by}",
+                request.quantile
+            ),
         ),
         (Kind::Latencies, true) => (
             "service_operation_latencies",
-            format!("{:.2}th quantile latency, grouped by {by}", request.quantile),
+            format!(
+                "{:.2}th quantile latency, grouped by {by}",
+                request.quantile
+            ),
         ),
     }
 }
@@ -347,12 +360,20 @@ mod tests {
     fn errors_name_the_parameter() {
         let cases = [
             (Kind::Calls, "", "parameter 'service' is required"),
-            (Kind::Latencies, "service=a", "parameter 'quantile' is required"),
+            (
+                Kind::Latencies,
+                "service=a",
+                "parameter 'quantile' is required",
+            ),
             (Kind::Latencies, "service=a&quantile=1.5", "quantile"),
             (Kind::Calls, "service=a&spanKind=sideways", "spanKind"),
             (Kind::Calls, "service=a&step=0", "step"),
             (Kind::Calls, "service=a&lookback=x", "lookback"),
-            (Kind::Calls, "service=a&groupByOperation=maybe", "groupByOperation"),
+            (
+                Kind::Calls,
+                "service=a&groupByOperation=maybe",
+                "groupByOperation",
+            ),
             (Kind::Calls, "service=a&lookback=86400000&step=1", "step"),
         ];
         for (kind, q, expected) in cases {
@@ -374,28 +395,48 @@ mod tests {
         )
         .unwrap();
         let rows = vec![
-            ("a".to_owned(), "GET /x".to_owned(), vec![w, Window::default()]),
-            ("a".to_owned(), "GET /y".to_owned(), vec![w, Window::default()]),
+            (
+                "a".to_owned(),
+                "GET /x".to_owned(),
+                vec![w, Window::default()],
+            ),
+            (
+                "a".to_owned(),
+                "GET /y".to_owned(),
+                vec![w, Window::default()],
+            ),
         ];
         let body = build(Kind::Calls, &request, rows.clone(), &[0, 60_000]);
         let json = serde_json::to_value(&body).unwrap();
         assert_eq!(json["name"], "service_call_rate");
         assert_eq!(json["type"], "GAUGE");
         let points = &json["metrics"][0]["metricPoints"];
-        assert_eq!(points[0]["gaugeValue"]["doubleValue"], 4.0, "240 calls / 60 s");
+        assert_eq!(
+            points[0]["gaugeValue"]["doubleValue"], 4.0,
+            "240 calls / 60 s"
+        );
         assert_eq!(points[0]["timestamp"], "1970-01-01T00:00:00Z");
         assert_eq!(points[1]["gaugeValue"]["doubleValue"], 0.0);
-        let errors = serde_json::to_value(build(Kind::Errors, &request, rows.clone(), &[0, 1]))
-            .unwrap();
+        let errors =
+            serde_json::to_value(build(Kind::Errors, &request, rows.clone(), &[0, 1])).unwrap();
         assert_eq!(
-            errors["metrics"][0]["metricPoints"].as_array().unwrap().len(),
+            errors["metrics"][0]["metricPoints"]
+                .as_array()
+                .unwrap()
+                .len(),
             1,
             "no error-rate point without calls"
         );
-        assert_eq!(errors["metrics"][0]["metricPoints"][0]["gaugeValue"]["doubleValue"], 0.25);
+        assert_eq!(
+            errors["metrics"][0]["metricPoints"][0]["gaugeValue"]["doubleValue"],
+            0.25
+        );
         let latencies =
             serde_json::to_value(build(Kind::Latencies, &request, rows, &[0, 1])).unwrap();
-        assert_eq!(latencies["help"], "0.50th quantile latency, grouped by service");
+        assert_eq!(
+            latencies["help"],
+            "0.50th quantile latency, grouped by service"
+        );
         assert_eq!(
             latencies["metrics"][0]["metricPoints"][0]["gaugeValue"]["doubleValue"],
             1.0
