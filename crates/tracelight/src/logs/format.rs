@@ -9,6 +9,28 @@ use tracing_log::NormalizeEvent;
 
 use super::SpanIds;
 use super::timestamp::write_rfc3339;
+use crate::propagation::write_hex;
+
+/// Lowercase hex digits in a fixed buffer: ids are written without `core::fmt`.
+pub(super) struct Hex<const N: usize>([u8; N]);
+
+impl<const N: usize> Hex<N> {
+    fn as_str(&self) -> &str {
+        // Only ASCII hex digits are ever written.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl SpanIds {
+    /// The trace id (32 digits) and span id (16 digits) as lowercase hex.
+    pub(super) fn hex(&self) -> (Hex<32>, Hex<16>) {
+        let mut trace_id = [b'0'; 32];
+        let mut span_id = [b'0'; 16];
+        write_hex(&mut trace_id, &self.trace_id.to_bytes());
+        write_hex(&mut span_id, &self.span_id.to_bytes());
+        (Hex(trace_id), Hex(span_id))
+    }
+}
 
 /// Everything a line shows.
 pub(super) struct Line<'a> {
@@ -33,11 +55,12 @@ impl Line<'_> {
         json_str(buf, meta.target());
         self.event.record(&mut JsonFields { buf });
         if let Some(ids) = self.ids {
-            let _ = write!(
-                buf,
-                ",\"trace_id\":\"{}\",\"span_id\":\"{}\"",
-                ids.trace_id, ids.span_id
-            );
+            let (trace_id, span_id) = ids.hex();
+            buf.push_str(",\"trace_id\":\"");
+            buf.push_str(trace_id.as_str());
+            buf.push_str("\",\"span_id\":\"");
+            buf.push_str(span_id.as_str());
+            buf.push('"');
         }
         if let Some(name) = self.span_name {
             buf.push_str(",\"span\":");
@@ -65,7 +88,11 @@ impl Line<'_> {
         };
         self.event.record(&mut fields);
         if let Some(ids) = self.ids {
-            let _ = write!(buf, " trace_id={} span_id={}", ids.trace_id, ids.span_id);
+            let (trace_id, span_id) = ids.hex();
+            buf.push_str(" trace_id=");
+            buf.push_str(trace_id.as_str());
+            buf.push_str(" span_id=");
+            buf.push_str(span_id.as_str());
         }
         buf.push('\n');
     }
@@ -91,11 +118,11 @@ impl Line<'_> {
         self.dimmed(buf, "service: ");
         buf.push_str(self.service);
         if let Some(ids) = self.ids {
-            let _ = write!(
-                buf,
-                "  trace_id: {}  span_id: {}",
-                ids.trace_id, ids.span_id
-            );
+            let (trace_id, span_id) = ids.hex();
+            buf.push_str("  trace_id: ");
+            buf.push_str(trace_id.as_str());
+            buf.push_str("  span_id: ");
+            buf.push_str(span_id.as_str());
         }
         if let Some(name) = self.span_name {
             buf.push_str("  in ");
@@ -301,5 +328,23 @@ mod tests {
         assert_eq!(s, r#""a\"b\\c\nd\u0001é""#);
         let v: serde_json::Value = serde_json::from_str(&s).unwrap();
         assert_eq!(v, "a\"b\\c\nd\u{1}é");
+    }
+
+    #[test]
+    fn ids_as_hex_like_display() {
+        use opentelemetry::trace::{SpanId, TraceId};
+        for (t, s) in [
+            (1u128, 2u64),
+            (u128::MAX, u64::MAX),
+            (0x4bf9_2f35 << 96, 0xf067),
+        ] {
+            let ids = SpanIds {
+                trace_id: TraceId::from(t),
+                span_id: SpanId::from(s),
+            };
+            let (trace_id, span_id) = ids.hex();
+            assert_eq!(trace_id.as_str(), ids.trace_id.to_string());
+            assert_eq!(span_id.as_str(), ids.span_id.to_string());
+        }
     }
 }
