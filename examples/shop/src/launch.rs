@@ -104,6 +104,14 @@ impl System {
         self.running.iter().find(|r| r.service == service)
     }
 
+    /// Asks one service to stop (closes its stdin) without waiting: it drains, with `/ready`
+    /// answering 503 for `SHOP_DRAIN_DELAY_MS`, then exits.
+    pub fn request_stop(&mut self, service: Service) {
+        if let Some(running) = self.running.iter_mut().find(|r| r.service == service) {
+            drop(running.stdin.take());
+        }
+    }
+
     /// Stops one service (closes its stdin, waits for it to drain and exit).
     pub async fn stop_service(&mut self, service: Service) -> anyhow::Result<ExitStatus> {
         let running = self
@@ -114,16 +122,26 @@ impl System {
         stop(running).await
     }
 
-    /// Stops every service, callers first (gateway, then orders, then the rest), so no
-    /// request is cut off by a dependency going away. Each flushes its telemetry on the way.
+    /// Stops every service, callers first: the gateway, then orders, then the others
+    /// together, so no request is cut off by a dependency going away. Each drains and flushes
+    /// its telemetry on the way out.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         let mut failures = Vec::new();
-        for running in self.running.iter_mut().rev() {
-            match stop(running).await {
-                Ok(status) if status.success() => {}
-                Ok(status) => failures.push(format!("{}: {status}", running.service.name())),
-                Err(e) => failures.push(format!("{}: {e:#}", running.service.name())),
+        let mut record = |service: Service, result: anyhow::Result<ExitStatus>| match result {
+            Ok(status) if status.success() => {}
+            Ok(status) => failures.push(format!("{}: {status}", service.name())),
+            Err(e) => failures.push(format!("{}: {e:#}", service.name())),
+        };
+        for caller in [Service::Gateway, Service::Orders] {
+            if let Some(running) = self.running.iter_mut().find(|r| r.service == caller) {
+                record(caller, stop(running).await);
             }
+        }
+        for running in &mut self.running {
+            drop(running.stdin.take());
+        }
+        for running in &mut self.running {
+            record(running.service, stop(running).await);
         }
         if !failures.is_empty() {
             bail!("unclean stop: {}", failures.join("; "));
