@@ -245,7 +245,10 @@ async fn span_metrics_and_service_graph_exposition() {
     c.stop().await;
 }
 
-fn series(body: &Json) -> Vec<(Vec<(String, String)>, Vec<f64>)> {
+/// Label pairs of one SPM series.
+type Labels = Vec<(String, String)>;
+
+fn series(body: &Json) -> Vec<(Labels, Vec<f64>)> {
     body["metrics"]
         .as_array()
         .unwrap()
@@ -276,7 +279,7 @@ fn series(body: &Json) -> Vec<(Vec<(String, String)>, Vec<f64>)> {
         .collect()
 }
 
-fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+fn labels(pairs: &[(&str, &str)]) -> Labels {
     pairs
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))

@@ -193,28 +193,28 @@ impl ServiceGraph {
             // A duplicate half (a span sent twice): keep the newer one.
             self.unpaired += 1;
         }
-        if entry.client.is_some() && entry.server.is_some() {
-            if let Some(Pending {
+        if entry.client.is_some()
+            && entry.server.is_some()
+            && let Some(Pending {
                 client: Some(client),
                 server: Some(server),
                 ..
             }) = self.pending.remove(&key)
-            {
-                let connection = if client.messaging || server.messaging {
-                    Connection::Messaging
-                } else {
-                    Connection::Direct
-                };
-                let server_name = server.service.clone();
-                self.record(
-                    hasher,
-                    &client,
-                    Some(&server),
-                    &server_name,
-                    connection,
-                    now,
-                );
-            }
+        {
+            let connection = if client.messaging || server.messaging {
+                Connection::Messaging
+            } else {
+                Connection::Direct
+            };
+            let server_name = server.service.clone();
+            self.record(
+                hasher,
+                &client,
+                Some(&server),
+                &server_name,
+                connection,
+                now,
+            );
         }
     }
 

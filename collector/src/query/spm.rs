@@ -384,9 +384,11 @@ mod tests {
 
     #[test]
     fn calls_errors_and_latencies_from_windows() {
-        let mut w = Window::default();
-        w.calls = 120;
-        w.errors = 30;
+        let mut w = Window {
+            calls: 120,
+            errors: 30,
+            ..Window::default()
+        };
         w.buckets[0] = 120;
         let request = parse(
             Kind::Latencies,
