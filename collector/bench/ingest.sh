@@ -21,7 +21,8 @@
 #   BATCHES="100 512"    spans per request
 #   CONNECTIONS="2 4"
 #   INFLIGHT=1           requests in flight per connection
-#   STORAGES="default memory"
+#   STORAGES="default memory"   append +noderived (e.g. memory+noderived) to run a configuration
+#                                with span metrics and the service graph off
 #   MEMORY_MAX_SPANS=    --memory-max-spans for the memory store (collector default if unset)
 #   DECODE_SECONDS=3     length of the decode-only measurement
 #   LOADGEN_THREADS=1    runtime threads of the load generator
@@ -82,16 +83,18 @@ admin_addr=127.0.0.1:$((BASE_PORT + 3))
 
 # Arguments selecting a storage configuration.
 storage_args() {
-    case $1 in
+    # A "+noderived" suffix turns span metrics and the service graph off (issue 4's
+    # "with and without them, in the same run").
+    local config=${1%+noderived}
+    [[ $1 == *+noderived ]] && echo "--spanmetrics false --servicegraph false"
+    case $config in
         default) echo "--data-dir $work/data" ;;
         memory)
             echo "--storage memory --data-dir $work/data${MEMORY_MAX_SPANS:+ --memory-max-spans $MEMORY_MAX_SPANS}"
             ;;
-        *) echo "--storage $1 --data-dir $work/data" ;;
+        *) echo "--storage $config --data-dir $work/data" ;;
     esac
 }
-
-# The engine the collector picks by default.
 default_backend=$("$collector" --check-config --data-dir "$work/data" |
     sed -n 's/^backend = "\(.*\)"$/\1/p')
 storages=()
