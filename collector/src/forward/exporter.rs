@@ -234,6 +234,13 @@ impl Exporter {
                     .partial_success
                     .map_or(0, |p| u64::try_from(p.rejected_spans).unwrap_or(0)),
             },
+            // A status made by the client from a connection failure (the connection broke
+            // mid-request: `Unknown: transport error`) carries its cause; the server's own
+            // statuses do not. A network failure is retryable whatever the code.
+            Err(status) if std::error::Error::source(&status).is_some() => Outcome::Retry {
+                reason: format!("gRPC transport: {status}"),
+                delay: None,
+            },
             Err(status) => {
                 let retry_info = status.get_details_retry_info().map(|info| info.retry_delay);
                 classify_grpc(status.code(), status.message(), retry_info)

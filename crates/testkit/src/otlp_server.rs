@@ -10,7 +10,8 @@
 //!
 //! Every request is recorded as a [`RecordedRequest`]; [`OtlpReceiver::spans`] flattens the
 //! accepted ones into [`RecordedSpan`]s. [`OtlpReceiver::set_behavior`] injects failures
-//! (`UNAVAILABLE` / HTTP 503) or latency for exporter-failure tests.
+//! (`UNAVAILABLE` / HTTP 503), permanent rejections, throttling with a retry delay, or latency
+//! for exporter-failure tests.
 //!
 //! The model is the in-process mock server of opentelemetry-rust's
 //! `opentelemetry-otlp/tests/smoke.rs`: no docker, no fixed ports.
@@ -83,6 +84,12 @@ pub enum Behavior {
     Unavailable,
     /// Sleep for the given duration, then accept the request.
     Delay(Duration),
+    /// Reject every request as permanent (never to be retried): gRPC `INVALID_ARGUMENT`,
+    /// HTTP `400 Bad Request`.
+    Reject,
+    /// Throttle every request, asking the client to wait: gRPC `UNAVAILABLE` with a
+    /// `RetryInfo` delay, HTTP `429 Too Many Requests` with `Retry-After` (whole seconds).
+    Throttle(Duration),
 }
 
 /// One export request as the receiver saw it.
@@ -370,7 +377,7 @@ impl Shared {
             protocol,
             headers,
             request,
-            accepted: behavior != Behavior::Unavailable,
+            accepted: matches!(behavior, Behavior::Accept | Behavior::Delay(_)),
         });
         self.notify.notify_waiters();
         behavior
@@ -536,6 +543,19 @@ impl TraceService for GrpcTraceService {
                 ));
             }
             Behavior::Delay(delay) => tokio::time::sleep(delay).await,
+            Behavior::Reject => {
+                return Err(tonic::Status::invalid_argument(
+                    "tracelight-testkit receiver: behavior is Reject",
+                ));
+            }
+            Behavior::Throttle(delay) => {
+                use tonic_types::{ErrorDetails, StatusExt as _};
+                return Err(tonic::Status::with_error_details(
+                    tonic::Code::Unavailable,
+                    "tracelight-testkit receiver: behavior is Throttle",
+                    ErrorDetails::with_retry_info(Some(delay)),
+                ));
+            }
         }
         Ok(tonic::Response::new(ExportTraceServiceResponse {
             partial_success: None,
@@ -595,6 +615,21 @@ async fn export_http(
                 .into_response());
         }
         Behavior::Delay(delay) => tokio::time::sleep(delay).await,
+        Behavior::Reject => {
+            return Ok((
+                StatusCode::BAD_REQUEST,
+                "tracelight-testkit receiver: behavior is Reject",
+            )
+                .into_response());
+        }
+        Behavior::Throttle(delay) => {
+            return Ok((
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, delay.as_secs().to_string())],
+                "tracelight-testkit receiver: behavior is Throttle",
+            )
+                .into_response());
+        }
     }
 
     let response = ExportTraceServiceResponse {

@@ -1,0 +1,569 @@
+//! Forwarding: two real collector processes (A forwards to B) through an outage of B and a
+//! SIGKILL of A; and in-process collectors against the testkit receiver for permanent
+//! rejections, server-given retry delays and a full queue. Deadlines bound every wait; nothing
+//! asserts on elapsed time.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a panic is the failure report"
+)]
+
+#[path = "support/harness.rs"]
+mod harness;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use harness::{TestCollector, fixture_request, metric_value};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use parking_lot::Mutex;
+use prost::Message as _;
+use tokio::time::Instant;
+use tracelight_loadgen::payload::{build_request, spans_with_service};
+use tracelight_testkit::otlp_server::{Behavior, OtlpReceiver};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tracelight-collector");
+const SENDERS: u64 = 4;
+const SPANS_PER_REQUEST: usize = 40;
+/// A's forwarding settings in the process tests (small, so the bound below is tight).
+const MAX_IN_FLIGHT: usize = 2;
+const MAX_BATCH_SPANS: usize = 400;
+
+struct Process {
+    child: Child,
+    addrs: serde_json::Value,
+}
+
+impl Process {
+    fn url(&self, key: &str) -> String {
+        format!("http://{}", self.addrs[key].as_str().unwrap())
+    }
+
+    fn addr(&self, key: &str) -> String {
+        self.addrs[key].as_str().unwrap().to_owned()
+    }
+
+    fn kill(mut self) {
+        self.child.kill().unwrap(); // SIGKILL
+        self.child.wait().unwrap();
+    }
+}
+
+/// Starts the binary and reads the bound addresses from its start-up log line.
+fn spawn(args: &[String], env: &[(&str, String)]) -> Process {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env("TRACELIGHT_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .env_remove("OTEL_TRACES_EXPORTER")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addrs = loop {
+        let line = lines
+            .next()
+            .expect("collector exited before listening")
+            .unwrap();
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if v["message"] == "tracelight collector listening" {
+            break v;
+        }
+    };
+    // Keep draining stdout (so the collector never blocks); show its warnings and errors.
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if line.contains("\"WARN\"") || line.contains("\"ERROR\"") {
+                eprintln!("collector: {line}");
+            }
+        }
+    });
+    Process { child, addrs }
+}
+
+fn listen_args(grpc: &str, http: &str) -> Vec<String> {
+    [
+        "--otlp-grpc-listen",
+        grpc,
+        "--otlp-http-listen",
+        http,
+        "--query-listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+/// B: the upstream, with the durable store. `ports` pins its OTLP ports for a restart.
+fn spawn_b(dir: &Path, ports: Option<(&str, &str)>) -> Process {
+    let (grpc, http) = ports.unwrap_or(("127.0.0.1:0", "127.0.0.1:0"));
+    let mut args = vec![
+        "--storage".to_owned(),
+        "embedded".to_owned(),
+        "--data-dir".to_owned(),
+        dir.display().to_string(),
+    ];
+    args.extend(listen_args(grpc, http));
+    spawn(&args, &[])
+}
+
+/// A: agent mode (no local store), forwarding to `upstream` over gRPC.
+fn spawn_a(dir: &Path, upstream: &str) -> Process {
+    let mut args = vec![
+        "--storage".to_owned(),
+        "none".to_owned(),
+        "--data-dir".to_owned(),
+        dir.display().to_string(),
+        "--forward".to_owned(),
+        upstream.to_owned(),
+    ];
+    args.extend(listen_args("127.0.0.1:0", "127.0.0.1:0"));
+    spawn(
+        &args,
+        &[
+            (
+                "TRACELIGHT_FORWARDING_RETRY_INITIAL_INTERVAL_MS",
+                "50".to_owned(),
+            ),
+            (
+                "TRACELIGHT_FORWARDING_RETRY_MAX_INTERVAL_MS",
+                "300".to_owned(),
+            ),
+            ("TRACELIGHT_FORWARDING_TIMEOUT_SECONDS", "5".to_owned()),
+            (
+                "TRACELIGHT_FORWARDING_MAX_IN_FLIGHT",
+                MAX_IN_FLIGHT.to_string(),
+            ),
+            (
+                "TRACELIGHT_FORWARDING_MAX_BATCH_SPANS",
+                MAX_BATCH_SPANS.to_string(),
+            ),
+        ],
+    )
+}
+
+/// Trace id (hex) → span count, for one request.
+fn expected(request: &ExportTraceServiceRequest) -> HashMap<String, usize> {
+    let mut out = HashMap::new();
+    for (span, _) in spans_with_service(request) {
+        let id: String = span.trace_id.iter().map(|b| format!("{b:02x}")).collect();
+        *out.entry(id).or_default() += 1;
+    }
+    out
+}
+
+/// Clients sending to A's OTLP/HTTP until stopped or A is gone; acknowledged requests are
+/// recorded.
+struct Load {
+    acked: Arc<Mutex<Vec<HashMap<String, usize>>>>,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(a_http: &str, seed: u64) -> Self {
+        let client = reqwest::Client::new();
+        let acked: Arc<Mutex<Vec<HashMap<String, usize>>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let now = tracelight_loadgen::pool::now_unix_nanos();
+        let tasks = (0..SENDERS)
+            .map(|sender| {
+                let (client, url, acked, stop) = (
+                    client.clone(),
+                    format!("{a_http}/v1/traces"),
+                    Arc::clone(&acked),
+                    Arc::clone(&stop),
+                );
+                tokio::spawn(async move {
+                    for i in 0.. {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let request =
+                            build_request(SPANS_PER_REQUEST, seed << 48 | sender << 32 | i, now);
+                        let sent = client
+                            .post(&url)
+                            .header("content-type", "application/x-protobuf")
+                            .body(request.encode_to_vec())
+                            .send()
+                            .await;
+                        match sent {
+                            Ok(r) if r.status() == 200 => acked.lock().push(expected(&request)),
+                            Ok(r) => panic!("unexpected status {} from A", r.status()),
+                            Err(_) => break,
+                        }
+                    }
+                })
+            })
+            .collect();
+        Self { acked, stop, tasks }
+    }
+
+    fn acked(&self) -> usize {
+        self.acked.lock().len()
+    }
+
+    async fn wait_acked(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.acked() < n {
+            assert!(
+                Instant::now() < deadline,
+                "A acknowledged only {} requests",
+                self.acked()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    async fn stop(self) -> Vec<HashMap<String, usize>> {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            t.await.unwrap();
+        }
+        self.acked.lock().clone()
+    }
+}
+
+/// Polls B's Jaeger API until every acknowledged trace has all its spans; returns what is
+/// still missing at the deadline.
+async fn missing_in_b(b_query: &str, acked: &[HashMap<String, usize>]) -> Vec<String> {
+    let client = reqwest::Client::new();
+    let mut todo: HashMap<String, usize> = HashMap::new();
+    for traces in acked {
+        for (id, n) in traces {
+            *todo.entry(id.clone()).or_default() += n;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let mut still = HashMap::new();
+        for (id, n) in todo {
+            let resp = client
+                .get(format!("{b_query}/api/traces/{id}"))
+                .send()
+                .await
+                .unwrap();
+            let found = if resp.status() == 200 {
+                let v: serde_json::Value =
+                    serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+                v["data"][0]["spans"].as_array().map_or(0, Vec::len)
+            } else {
+                0
+            };
+            if found < n {
+                still.insert(id, n);
+            }
+        }
+        if still.is_empty() || Instant::now() > deadline {
+            return still
+                .into_iter()
+                .map(|(id, n)| format!("{id}: {n} spans"))
+                .collect();
+        }
+        todo = still;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn metric(admin: &str, series: &str) -> f64 {
+    let text = reqwest::get(format!("{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    metric_value(&text, series)
+}
+
+fn spans(acked: &[HashMap<String, usize>]) -> usize {
+    acked.iter().flat_map(HashMap::values).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_outage_loses_nothing() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let b = spawn_b(dir_b.path(), None);
+    let (b_grpc, b_http) = (b.addr("otlp_grpc"), b.addr("otlp_http"));
+    let a = spawn_a(dir_a.path(), &format!("http://{b_grpc}"));
+    let load = Load::start(&a.url("otlp_http"), 1);
+
+    load.wait_acked(30).await;
+    b.kill(); // B goes away mid-stream
+    let during = load.acked();
+    load.wait_acked(during + 60).await; // A keeps accepting: its queue holds the spans
+    let queued = metric(
+        &a.url("admin"),
+        &format!(
+            "tracelight_collector_forward_queue_spans{{upstream=\"{}\"}}",
+            b_grpc.replace(['.', ':'], "_")
+        ),
+    )
+    .await;
+    assert!(queued > 0.0, "A's queue should hold spans while B is down");
+    let b = spawn_b(dir_b.path(), Some((&b_grpc, &b_http))); // same data dir, same ports
+    let after = load.acked();
+    load.wait_acked(after + 30).await;
+    let acked = load.stop().await;
+
+    let missing = missing_in_b(&b.url("query"), &acked).await;
+    a.kill();
+    b.kill();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged traces incomplete in B: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_the_forwarder_loses_nothing_and_duplicates_are_bounded() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let b = spawn_b(dir_b.path(), None);
+    let upstream = format!("http://{}", b.addr("otlp_grpc"));
+    let a = spawn_a(dir_a.path(), &upstream);
+    let load = Load::start(&a.url("otlp_http"), 2);
+    load.wait_acked(150).await;
+    a.kill(); // mid-stream: requests in flight to B, records not yet acknowledged
+    let acked = load.stop().await;
+    // Restart A on the same directory: it resends what B had not acknowledged.
+    let a = spawn_a(dir_a.path(), &upstream);
+    let missing = missing_in_b(&b.url("query"), &acked).await;
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged traces incomplete in B after SIGKILL of A: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+    // Wait for A's queue to drain, then compare what B received with what A acknowledged.
+    let label = upstream
+        .trim_start_matches("http://")
+        .replace(['.', ':'], "_");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while metric(
+        &a.url("admin"),
+        &format!("tracelight_collector_forward_queue_spans{{upstream=\"{label}\"}}"),
+    )
+    .await
+        > 0.0
+    {
+        assert!(Instant::now() < deadline, "A's queue did not drain");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let received = metric(
+        &b.url("admin"),
+        "tracelight_collector_spans_accepted_total{protocol=\"grpc\"}",
+    )
+    .await as usize;
+    a.kill();
+    b.kill();
+    let acked_spans = spans(&acked);
+    // B received every acknowledged span, plus: spans of the client requests in flight at the
+    // kill (queued by A but not yet answered: at most one request per client) and duplicates
+    // (A's requests in flight to B whose acknowledgement A had not recorded).
+    let bound =
+        acked_spans + SENDERS as usize * SPANS_PER_REQUEST + MAX_IN_FLIGHT * MAX_BATCH_SPANS;
+    eprintln!(
+        "sigkill test: acknowledged {acked_spans} spans, B received {received} (extra {})",
+        received.saturating_sub(acked_spans)
+    );
+    assert!(received >= acked_spans);
+    assert!(
+        received <= bound,
+        "B received {received} spans for {acked_spans} acknowledged: more duplicates than the bound {bound}"
+    );
+}
+
+/// An in-process collector with a data directory of its own, forwarding to `endpoints`.
+async fn forwarder(
+    dir: &Path,
+    endpoints: &[String],
+    tweak: impl FnOnce(&mut tracelight_collector::config::Config),
+) -> TestCollector {
+    let endpoints = endpoints.to_vec();
+    let dir = dir.to_owned();
+    TestCollector::start(move |c| {
+        c.storage.data_dir = dir;
+        c.forwarding.endpoints = endpoints;
+        c.forwarding.retry_initial_interval_ms = 10;
+        c.forwarding.retry_max_interval_ms = 50;
+        tweak(c);
+    })
+    .await
+}
+
+async fn post(collector: &TestCollector, request: &ExportTraceServiceRequest) -> u16 {
+    collector
+        .http
+        .post(collector.otlp_http_url())
+        .header("content-type", "application/x-protobuf")
+        .body(request.encode_to_vec())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Polls an admin metric until `done` holds for it.
+async fn wait_metric(collector: &TestCollector, series: &str, done: impl Fn(f64) -> bool) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, text) = collector.admin("/metrics").await;
+        let v = metric_value(&text, series);
+        if done(v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{series} stuck at {v}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn label(endpoint: &str) -> String {
+    tracelight_collector::forward::config::label(endpoint)
+}
+
+#[tokio::test]
+async fn permanent_rejection_is_counted_and_dropped_not_retried() {
+    let upstream = OtlpReceiver::start().await;
+    upstream.set_behavior(Behavior::Reject);
+    let dir = tempfile::tempdir().unwrap();
+    let endpoints = [upstream.grpc_endpoint(), upstream.http_traces_url()];
+    let a = forwarder(dir.path(), &endpoints, |_| {}).await;
+    assert_eq!(post(&a, &fixture_request()).await, 200);
+    for e in &endpoints {
+        let l = label(e);
+        let failed = wait_metric(
+            &a,
+            &format!("tracelight_collector_forward_failed_spans_total{{upstream=\"{l}\"}}"),
+            |v| v > 0.0,
+        )
+        .await;
+        assert_eq!(failed, 4.0);
+        wait_metric(
+            &a,
+            &format!("tracelight_collector_forward_queue_spans{{upstream=\"{l}\"}}"),
+            |v| v == 0.0,
+        )
+        .await;
+        let (_, text) = a.admin("/metrics").await;
+        let retried = metric_value(
+            &text,
+            &format!("tracelight_collector_forward_retried_spans_total{{upstream=\"{l}\"}}"),
+        );
+        assert_eq!(retried, 0.0, "a permanent rejection must not be retried");
+    }
+    // One request per upstream: gRPC and HTTP, each refused once.
+    assert_eq!(upstream.requests().len(), 2);
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn server_retry_delay_is_honoured() {
+    let upstream = OtlpReceiver::start().await;
+    upstream.set_behavior(Behavior::Throttle(Duration::from_secs(1)));
+    let dir = tempfile::tempdir().unwrap();
+    let endpoints = [upstream.grpc_endpoint(), upstream.http_traces_url()];
+    // A computed backoff of 10 minutes: only the server's 1 s delay lets the spans through
+    // within the deadline below.
+    let a = forwarder(dir.path(), &endpoints, |c| {
+        c.forwarding.retry_initial_interval_ms = 600_000;
+        c.forwarding.retry_max_interval_ms = 600_000;
+    })
+    .await;
+    assert_eq!(post(&a, &fixture_request()).await, 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while upstream.requests().len() < 2 {
+        assert!(Instant::now() < deadline, "no export attempt");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    upstream.set_behavior(Behavior::Accept);
+    let spans = upstream.wait_for_spans(8, Duration::from_secs(30)).await;
+    assert_eq!(
+        spans.len(),
+        8,
+        "both upstreams got the 4 spans after the server's delay"
+    );
+    for e in &endpoints {
+        let (_, text) = a.admin("/metrics").await;
+        let l = label(e);
+        assert!(
+            metric_value(
+                &text,
+                &format!("tracelight_collector_forward_retried_spans_total{{upstream=\"{l}\"}}")
+            ) >= 4.0
+        );
+        wait_metric(
+            &a,
+            &format!("tracelight_collector_forward_sent_spans_total{{upstream=\"{l}\"}}"),
+            |v| v == 4.0,
+        )
+        .await;
+    }
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn full_queue_pushes_back_with_503() {
+    let upstream = OtlpReceiver::start().await;
+    upstream.set_behavior(Behavior::Unavailable);
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = upstream.grpc_endpoint();
+    let a = forwarder(dir.path(), std::slice::from_ref(&endpoint), |c| {
+        c.forwarding.max_queue_bytes = 1 << 20; // the minimum
+    })
+    .await;
+    let now = tracelight_loadgen::pool::now_unix_nanos();
+    let mut accepted = 0u32;
+    let mut status = 200;
+    for i in 0..100 {
+        status = post(&a, &build_request(500, i, now)).await;
+        if status != 200 {
+            break;
+        }
+        accepted += 1;
+    }
+    assert_eq!(
+        status, 503,
+        "a full queue answers 503 (Retry-After) instead of dropping"
+    );
+    assert!(accepted > 0);
+    let (_, text) = a.admin("/metrics").await;
+    let l = label(&endpoint);
+    assert!(
+        metric_value(
+            &text,
+            &format!("tracelight_collector_forward_refused_spans_total{{upstream=\"{l}\"}}")
+        ) >= 500.0
+    );
+    assert_eq!(
+        metric_value(
+            &text,
+            &format!("tracelight_collector_forward_queue_spans{{upstream=\"{l}\"}}")
+        ),
+        f64::from(accepted) * 500.0,
+        "every accepted span is queued"
+    );
+    // The upstream recovers: the queue drains and ingest is accepted again.
+    upstream.set_behavior(Behavior::Accept);
+    wait_metric(
+        &a,
+        &format!("tracelight_collector_forward_queue_spans{{upstream=\"{l}\"}}"),
+        |v| v == 0.0,
+    )
+    .await;
+    assert_eq!(post(&a, &build_request(500, 1000, now)).await, 200);
+    a.stop().await;
+}
