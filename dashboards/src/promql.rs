@@ -149,7 +149,7 @@ impl Scanner<'_> {
                     self.usage.labels.insert(label.clone());
                     self.usage.matchers.push((label, op, value));
                 }
-                Some(c) if matches!(c, '"' | '\'' | '`') => {
+                Some('"' | '\'' | '`') => {
                     // A quoted metric name inside braces (`{"name"}`): not used here.
                     self.string();
                 }
