@@ -393,3 +393,121 @@ fn attribute(span: &Span, names: &[&str]) -> Option<String> {
             .filter(|v| !v.is_empty())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::model::{KeyValue, Resource, Scope, Status};
+
+    fn span(service: &str, kind: SpanKind, id: u8, parent: Option<u8>) -> Span {
+        let sid = |b: u8| SpanId::from_slice(&[b; 8]).unwrap();
+        Span {
+            trace_id: TraceId::from_slice(&[7; 16]).unwrap(),
+            span_id: sid(id),
+            parent_span_id: parent.map(sid),
+            trace_state: String::new(),
+            flags: 0,
+            name: "op".to_owned(),
+            kind,
+            start_ns: 0,
+            end_ns: 5_000_000,
+            attributes: Vec::new(),
+            events: Vec::new(),
+            links: Vec::new(),
+            status: Status::default(),
+            resource: Arc::new(Resource {
+                service_name: service.to_owned(),
+                attributes: Vec::new(),
+            }),
+            scope: Arc::new(Scope::default()),
+        }
+    }
+
+    fn attr(mut s: Span, key: &str, value: &str) -> Span {
+        s.attributes.push(KeyValue {
+            key: key.to_owned(),
+            value: AttrValue::String(value.to_owned()),
+        });
+        s
+    }
+
+    fn graph(max_pending: usize) -> ServiceGraph {
+        ServiceGraph::new(GraphLimits {
+            wait: 10,
+            max_pending,
+            max_series: 100,
+        })
+    }
+
+    fn render(g: &ServiceGraph) -> String {
+        let mut out = String::new();
+        g.render(&mut out);
+        out.lines()
+            .filter(|l| {
+                l.starts_with("traces_service_graph_request_total")
+                    || l.starts_with("traces_service_graph_unpaired")
+                    || l.starts_with("traces_service_graph_dropped")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn expired_halves_become_virtual_edges_or_unpaired() {
+        let h = LabelHasher::default();
+        let mut g = graph(100);
+        g.observe(
+            &h,
+            &attr(
+                span("a", SpanKind::Client, 1, None),
+                "peer.service",
+                "stripe",
+            ),
+            0,
+        );
+        g.observe(&h, &span("a", SpanKind::Client, 2, None), 0);
+        g.observe(&h, &span("b", SpanKind::Server, 3, Some(9)), 0);
+        g.expire(&h, 9, 300);
+        assert_eq!(g.counts().3, 3, "nothing expires before the wait is over");
+        g.expire(&h, 10, 300);
+        assert_eq!(g.counts().3, 0);
+        assert_eq!(
+            render(&g),
+            "traces_service_graph_request_total{client=\"a\",server=\"stripe\",connection_type=\"\"} 1\n\
+             traces_service_graph_unpaired_spans_total 2\n\
+             traces_service_graph_dropped_spans_total 0"
+        );
+    }
+
+    #[test]
+    fn a_full_store_drops_new_halves_but_still_pairs_waiting_ones() {
+        let h = LabelHasher::default();
+        let mut g = graph(2);
+        g.observe(&h, &span("a", SpanKind::Client, 1, None), 0);
+        g.observe(&h, &span("a", SpanKind::Client, 2, None), 0);
+        g.observe(&h, &span("a", SpanKind::Client, 3, None), 0);
+        g.observe(&h, &span("b", SpanKind::Server, 4, Some(1)), 0);
+        assert_eq!(
+            render(&g),
+            "traces_service_graph_request_total{client=\"a\",server=\"b\",connection_type=\"\"} 1\n\
+             traces_service_graph_unpaired_spans_total 0\n\
+             traces_service_graph_dropped_spans_total 1"
+        );
+    }
+
+    #[test]
+    fn roots_internal_spans_and_anonymous_services_are_not_paired() {
+        let h = LabelHasher::default();
+        let mut g = graph(100);
+        g.observe(&h, &span("a", SpanKind::Server, 1, None), 0);
+        g.observe(&h, &span("a", SpanKind::Internal, 2, Some(1)), 0);
+        g.observe(
+            &h,
+            &span(crate::model::NO_SERVICE_NAME, SpanKind::Client, 3, None),
+            0,
+        );
+        assert_eq!(g.counts().3, 0);
+    }
+}
