@@ -9,7 +9,7 @@
 # dashboard query through Prometheus's HTTP API and each trace query through A's Jaeger API
 # (dashboards/e2e/check_queries.py) and fails listing every query that returned nothing.
 #
-# Needs cargo, python3, curl-free (Python's urllib does the HTTP). About 2 minutes once built.
+# Needs cargo and python3 (stdlib only; no curl). About 2 minutes once built.
 # Env: DASHBOARDS_E2E_WARMUP (seconds of traffic before the queries run, default 50),
 #      DASHBOARDS_E2E_VERBOSE=1 lists the queries that passed too.
 set -euo pipefail

@@ -19,6 +19,15 @@ const PROMETHEUS_DS: &str = "${datasource}";
 const TRACES_DS: &str = "${traces_datasource}";
 /// Grafana 10.3 – 11.x export this (R3).
 const SCHEMA_VERSION: u64 = 39;
+/// Core panel plugin ids (no external plugins to install).
+const PANEL_TYPES: [&str; 6] = [
+    "timeseries",
+    "stat",
+    "table",
+    "heatmap",
+    "nodeGraph",
+    "state-timeline",
+];
 const BUILTINS: [&str; 6] = [
     "__rate_interval",
     "__interval",
@@ -177,6 +186,11 @@ fn panels_have_datasources_units_and_descriptions() {
             if p["type"] == "row" {
                 continue;
             }
+            let kind = p["type"].as_str().unwrap();
+            assert!(
+                PANEL_TYPES.contains(&kind),
+                "{f}: {title}: panel type {kind} is not a core Grafana panel"
+            );
             assert!(
                 !p["description"].as_str().unwrap_or("").is_empty(),
                 "{f}: {title}: R13 description"
