@@ -14,6 +14,14 @@ use crate::metrics::Metrics;
 use crate::pipeline::PipelineProbe;
 use crate::store::SpanStore;
 
+/// Path of the Prometheus exposition.
+pub const PATH_METRICS: &str = "/metrics";
+/// Path of the liveness probe (200 while the process serves).
+pub const PATH_HEALTH: &str = "/health";
+/// Path of the readiness probe (200 once the store is open and receivers are bound, 503 while
+/// shutting down).
+pub const PATH_READY: &str = "/ready";
+
 /// Readiness: true once the store is open and every receiver is bound; false again when
 /// shutdown starts.
 #[derive(Debug, Default)]
@@ -49,9 +57,9 @@ pub fn router(
     derived: Option<Arc<Derived>>,
 ) -> Router {
     Router::new()
-        .route("/metrics", get(metrics_text))
-        .route("/health", get(health))
-        .route("/ready", get(readiness))
+        .route(PATH_METRICS, get(metrics_text))
+        .route(PATH_HEALTH, get(health))
+        .route(PATH_READY, get(readiness))
         .with_state(AdminState {
             metrics,
             store,

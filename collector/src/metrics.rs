@@ -36,6 +36,13 @@ pub const STORE_WRITE_DURATION: &str = "tracelight_collector_store_write_duratio
 /// Query API request latency by route template.
 pub const QUERY_DURATION: &str = "tracelight_collector_query_request_duration_seconds";
 
+/// Label: the ingest transport ([`Protocol`]).
+pub const LABEL_PROTOCOL: &str = "protocol";
+/// Label: why spans or requests were refused ([`RefusalReason`]).
+pub const LABEL_REASON: &str = "reason";
+/// Label: the query API's route template, or `unmatched`.
+pub const LABEL_ROUTE: &str = "route";
+
 /// Histogram bucket bounds in seconds.
 pub const LATENCY_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -237,7 +244,11 @@ impl Metrics {
         );
         for p in Protocol::ALL {
             let v = self.received[p.index()].load(Ordering::Relaxed);
-            let _ = writeln!(out, "{SPANS_RECEIVED}{{protocol=\"{}\"}} {v}", p.as_str());
+            let _ = writeln!(
+                out,
+                "{SPANS_RECEIVED}{{{LABEL_PROTOCOL}=\"{}\"}} {v}",
+                p.as_str()
+            );
         }
         header(
             &mut out,
@@ -247,7 +258,11 @@ impl Metrics {
         );
         for p in Protocol::ALL {
             let v = self.accepted[p.index()].load(Ordering::Relaxed);
-            let _ = writeln!(out, "{SPANS_ACCEPTED}{{protocol=\"{}\"}} {v}", p.as_str());
+            let _ = writeln!(
+                out,
+                "{SPANS_ACCEPTED}{{{LABEL_PROTOCOL}=\"{}\"}} {v}",
+                p.as_str()
+            );
         }
         for (name, table, help) in [
             (
@@ -267,7 +282,7 @@ impl Metrics {
                     let v = table[p.index()][r.index()].load(Ordering::Relaxed);
                     let _ = writeln!(
                         out,
-                        "{name}{{protocol=\"{}\",reason=\"{}\"}} {v}",
+                        "{name}{{{LABEL_PROTOCOL}=\"{}\",{LABEL_REASON}=\"{}\"}} {v}",
                         p.as_str(),
                         r.as_str()
                     );
@@ -298,7 +313,7 @@ impl Metrics {
             "Export request latency.",
         );
         for p in Protocol::ALL {
-            let labels = format!("protocol=\"{}\"", p.as_str());
+            let labels = format!("{LABEL_PROTOCOL}=\"{}\"", p.as_str());
             self.ingest[p.index()].render(&mut out, INGEST_DURATION, &labels);
         }
         header(
@@ -315,7 +330,11 @@ impl Metrics {
             "Query API request latency.",
         );
         for (route, histogram) in self.query.lock().iter() {
-            histogram.render(&mut out, QUERY_DURATION, &format!("route=\"{route}\""));
+            histogram.render(
+                &mut out,
+                QUERY_DURATION,
+                &format!("{LABEL_ROUTE}=\"{route}\""),
+            );
         }
         if let Some(forward) = self.forward.get() {
             forward.render(&mut out);

@@ -394,7 +394,10 @@ fn prometheus_scrapes_the_collector_and_every_shop_service() {
     let scrape = one("deploy/prometheus/prometheus.yml");
     let mut targets = BTreeSet::new();
     for job in scrape["scrape_configs"].as_array().unwrap() {
-        assert!(job.get("metrics_path").is_none_or(|p| p == "/metrics"));
+        assert!(
+            job.get("metrics_path")
+                .is_none_or(|p| p == tracelight_collector::admin::PATH_METRICS)
+        );
         for sc in job["static_configs"].as_array().unwrap() {
             for t in sc["targets"].as_array().unwrap() {
                 targets.insert(t.as_str().unwrap().to_owned());
@@ -491,9 +494,15 @@ fn kubernetes_collector() {
         .map(|(n, p)| ((*n).to_owned(), u64::from(*p)))
         .collect();
     assert_eq!(ports, want);
-    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/health");
+    assert_eq!(
+        container["livenessProbe"]["httpGet"]["path"],
+        tracelight_collector::admin::PATH_HEALTH
+    );
     assert_eq!(container["livenessProbe"]["httpGet"]["port"], "admin");
-    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/ready");
+    assert_eq!(
+        container["readinessProbe"]["httpGet"]["path"],
+        tracelight_collector::admin::PATH_READY
+    );
     assert_eq!(container["readinessProbe"]["httpGet"]["port"], "admin");
     let annotations = &pod["metadata"]["annotations"];
     assert_eq!(annotations["prometheus.io/scrape"], "true");
@@ -501,7 +510,10 @@ fn kubernetes_collector() {
         annotations["prometheus.io/port"],
         port(DEFAULT_ADMIN_LISTEN).to_string()
     );
-    assert_eq!(annotations["prometheus.io/path"], "/metrics");
+    assert_eq!(
+        annotations["prometheus.io/path"],
+        tracelight_collector::admin::PATH_METRICS
+    );
 
     // The Service selects the pod and exposes the same ports.
     for (k, v) in service["spec"]["selector"].as_object().unwrap() {

@@ -142,9 +142,14 @@ fn labels() -> BTreeSet<&'static str> {
         shop::names::LABEL_FAULT,
     ]
     .into();
-    // collector/src/metrics.rs (`protocol`, `reason`, `route`), forward/metrics.rs
-    // (`upstream`); `le` of every histogram; `instance` from the Prometheus scrape.
-    out.extend(["protocol", "reason", "route", "upstream", "le", "instance"]);
+    out.extend([
+        tracelight_collector::metrics::LABEL_PROTOCOL,
+        tracelight_collector::metrics::LABEL_REASON,
+        tracelight_collector::metrics::LABEL_ROUTE,
+    ]);
+    // forward/metrics.rs (`upstream`, a literal there); `le` of every histogram; `instance`
+    // from the Prometheus scrape.
+    out.extend(["upstream", "le", "instance"]);
     out
 }
 
