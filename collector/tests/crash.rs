@@ -13,15 +13,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use parking_lot::Mutex;
 use prost::Message as _;
-use tracelight_loadgen::payload::{build_request, spans_with_service};
+use tracelight_loadgen::payload::build_request;
 
 #[path = "support/process.rs"]
 mod process;
 
-use process::CollectorProcess;
+use process::{CollectorProcess, spans_per_trace};
 
 /// Requests to see acknowledged before the kill.
 const ACKED_BEFORE_KILL: usize = 120;
@@ -36,16 +35,6 @@ fn spawn(data_dir: &std::path::Path) -> CollectorProcess {
         "--data-dir".as_ref(),
         data_dir.as_os_str(),
     ])
-}
-
-/// Trace id (hex) → span count, for one request.
-fn expected(request: &ExportTraceServiceRequest) -> HashMap<String, usize> {
-    let mut out = HashMap::new();
-    for (span, _) in spans_with_service(request) {
-        let id: String = span.trace_id.iter().map(|b| format!("{b:02x}")).collect();
-        *out.entry(id).or_default() += 1;
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,7 +67,7 @@ async fn acknowledged_spans_survive_sigkill() {
                     .send()
                     .await;
                 match sent {
-                    Ok(r) if r.status() == 200 => acked.lock().push(expected(&request)),
+                    Ok(r) if r.status() == 200 => acked.lock().push(spans_per_trace(&request)),
                     Ok(r) => panic!("unexpected status {} before the kill", r.status()),
                     // The collector is gone: stop sending.
                     Err(_) => break,

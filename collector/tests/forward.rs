@@ -10,11 +10,11 @@
 
 #[path = "support/harness.rs"]
 mod harness;
+#[path = "support/process.rs"]
+mod process;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -22,92 +22,20 @@ use std::time::Duration;
 use harness::{TestCollector, fixture_request, metric_value};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use parking_lot::Mutex;
+use process::{CollectorProcess, listen_args, spans_per_trace};
 use prost::Message as _;
 use tokio::time::Instant;
-use tracelight_loadgen::payload::{build_request, spans_with_service};
+use tracelight_loadgen::payload::build_request;
 use tracelight_testkit::otlp_server::{Behavior, OtlpReceiver};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tracelight-collector");
 const SENDERS: u64 = 4;
 const SPANS_PER_REQUEST: usize = 40;
 /// A's forwarding settings in the process tests (small, so the bound below is tight).
 const MAX_IN_FLIGHT: usize = 2;
 const MAX_BATCH_SPANS: usize = 400;
 
-struct Process {
-    child: Child,
-    addrs: serde_json::Value,
-}
-
-impl Process {
-    fn url(&self, key: &str) -> String {
-        format!("http://{}", self.addrs[key].as_str().unwrap())
-    }
-
-    fn addr(&self, key: &str) -> String {
-        self.addrs[key].as_str().unwrap().to_owned()
-    }
-
-    fn kill(mut self) {
-        self.child.kill().unwrap(); // SIGKILL
-        self.child.wait().unwrap();
-    }
-}
-
-/// Starts the binary and reads the bound addresses from its start-up log line.
-fn spawn(args: &[String], env: &[(&str, String)]) -> Process {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .env("TRACELIGHT_LOG_FORMAT", "json")
-        .env("RUST_LOG", "info")
-        .env_remove("OTEL_TRACES_EXPORTER")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addrs = loop {
-        let line = lines
-            .next()
-            .expect("collector exited before listening")
-            .unwrap();
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
-            continue;
-        };
-        if v["message"] == "tracelight collector listening" {
-            break v;
-        }
-    };
-    // Keep draining stdout (so the collector never blocks); show its warnings and errors.
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            if line.contains("\"WARN\"") || line.contains("\"ERROR\"") {
-                eprintln!("collector: {line}");
-            }
-        }
-    });
-    Process { child, addrs }
-}
-
-fn listen_args(grpc: &str, http: &str) -> Vec<String> {
-    [
-        "--otlp-grpc-listen",
-        grpc,
-        "--otlp-http-listen",
-        http,
-        "--query-listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
-    ]
-    .map(str::to_owned)
-    .to_vec()
-}
-
 /// B: the upstream, with the durable store. `ports` pins its OTLP ports for a restart.
-fn spawn_b(dir: &Path, ports: Option<(&str, &str)>) -> Process {
+fn spawn_b(dir: &Path, ports: Option<(&str, &str)>) -> CollectorProcess {
     let (grpc, http) = ports.unwrap_or(("127.0.0.1:0", "127.0.0.1:0"));
     let mut args = vec![
         "--storage".to_owned(),
@@ -116,11 +44,11 @@ fn spawn_b(dir: &Path, ports: Option<(&str, &str)>) -> Process {
         dir.display().to_string(),
     ];
     args.extend(listen_args(grpc, http));
-    spawn(&args, &[])
+    CollectorProcess::spawn_with(&args, &[])
 }
 
 /// A: agent mode (no local store), forwarding to `upstream` over gRPC.
-fn spawn_a(dir: &Path, upstream: &str) -> Process {
+fn spawn_a(dir: &Path, upstream: &str) -> CollectorProcess {
     let mut args = vec![
         "--storage".to_owned(),
         "none".to_owned(),
@@ -130,7 +58,7 @@ fn spawn_a(dir: &Path, upstream: &str) -> Process {
         upstream.to_owned(),
     ];
     args.extend(listen_args("127.0.0.1:0", "127.0.0.1:0"));
-    spawn(
+    CollectorProcess::spawn_with(
         &args,
         &[
             (
@@ -152,16 +80,6 @@ fn spawn_a(dir: &Path, upstream: &str) -> Process {
             ),
         ],
     )
-}
-
-/// Trace id (hex) → span count, for one request.
-fn expected(request: &ExportTraceServiceRequest) -> HashMap<String, usize> {
-    let mut out = HashMap::new();
-    for (span, _) in spans_with_service(request) {
-        let id: String = span.trace_id.iter().map(|b| format!("{b:02x}")).collect();
-        *out.entry(id).or_default() += 1;
-    }
-    out
 }
 
 /// Clients sending to A's OTLP/HTTP until stopped or A is gone; acknowledged requests are
@@ -200,7 +118,9 @@ impl Load {
                             .send()
                             .await;
                         match sent {
-                            Ok(r) if r.status() == 200 => acked.lock().push(expected(&request)),
+                            Ok(r) if r.status() == 200 => {
+                                acked.lock().push(spans_per_trace(&request));
+                            }
                             Ok(r) => panic!("unexpected status {} from A", r.status()),
                             Err(_) => break,
                         }
@@ -294,9 +214,9 @@ fn spans(acked: &[HashMap<String, usize>]) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_outage_loses_nothing() {
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let b = spawn_b(dir_b.path(), None);
+    let mut b = spawn_b(dir_b.path(), None);
     let (b_grpc, b_http) = (b.addr("otlp_grpc"), b.addr("otlp_http"));
-    let a = spawn_a(dir_a.path(), &format!("http://{b_grpc}"));
+    let mut a = spawn_a(dir_a.path(), &format!("http://{b_grpc}"));
     let load = Load::start(&a.url("otlp_http"), 1);
 
     load.wait_acked(30).await;
@@ -312,7 +232,7 @@ async fn upstream_outage_loses_nothing() {
     )
     .await;
     assert!(queued > 0.0, "A's queue should hold spans while B is down");
-    let b = spawn_b(dir_b.path(), Some((&b_grpc, &b_http))); // same data dir, same ports
+    let mut b = spawn_b(dir_b.path(), Some((&b_grpc, &b_http))); // same data dir, same ports
     let after = load.acked();
     load.wait_acked(after + 30).await;
     let acked = load.stop().await;
@@ -331,15 +251,15 @@ async fn upstream_outage_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_of_the_forwarder_loses_nothing_and_duplicates_are_bounded() {
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let b = spawn_b(dir_b.path(), None);
+    let mut b = spawn_b(dir_b.path(), None);
     let upstream = format!("http://{}", b.addr("otlp_grpc"));
-    let a = spawn_a(dir_a.path(), &upstream);
+    let mut a = spawn_a(dir_a.path(), &upstream);
     let load = Load::start(&a.url("otlp_http"), 2);
     load.wait_acked(150).await;
     a.kill(); // mid-stream: requests in flight to B, records not yet acknowledged
     let acked = load.stop().await;
     // Restart A on the same directory: it resends what B had not acknowledged.
-    let a = spawn_a(dir_a.path(), &upstream);
+    let mut a = spawn_a(dir_a.path(), &upstream);
     let missing = missing_in_b(&b.url("query"), &acked).await;
     assert!(
         missing.is_empty(),
