@@ -60,38 +60,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# 15 free loopback ports, bound here then released (a lost race fails the readiness wait).
+# shellcheck source=../lib.sh
+. "$repo/.ci/lib.sh"
 read -r a_grpc a_http a_query a_admin b_grpc b_http b_query b_admin \
-  p_gateway p_users p_products p_orders p_payments p_shipping p_prom < <(python3 - <<'PY'
-import socket
-socks = [socket.socket() for _ in range(15)]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-for s in socks:
-    s.close()
-PY
-)
+  p_gateway p_users p_products p_orders p_payments p_shipping p_prom < <(free_ports 15)
 
 wait_ok() { # url what pid
-  python3 - "$1" "$3" <<'PY' || { echo "$2 did not become ready at $1" >&2; return 1; }
-import os, sys, time, urllib.request
-url, pid = sys.argv[1], int(sys.argv[2])
-deadline = time.monotonic() + 60
-while time.monotonic() < deadline:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        sys.exit(1)
-    try:
-        with urllib.request.urlopen(url, timeout=1) as r:
-            if r.status == 200:
-                sys.exit(0)
-    except OSError:
-        pass
-    time.sleep(0.1)
-sys.exit(1)
-PY
+  wait_ready "$1" "$3" 60 || { echo "$2 did not become ready at $1" >&2; return 1; }
 }
 
 # --- collectors: A (what the dashboards look at) forwards to B -----------------------------------

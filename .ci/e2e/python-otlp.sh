@@ -58,49 +58,18 @@ echo "== cargo build -p tracelight-collector"
 cargo build -q -p tracelight-collector --bin tracelight-collector
 bin="$target_dir/debug/tracelight-collector"
 
-free_ports() {
-  python3 - <<'PY'
-import socket
-socks = [socket.socket() for _ in range(4)]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-for s in socks:
-    s.close()
-PY
-}
-
-# Waits until /ready answers 200 (true) or the collector exits (false).
-wait_ready() {
-  python3 - "$1" "$collector_pid" <<'PY'
-import os, sys, time, urllib.request
-url, pid = sys.argv[1], int(sys.argv[2])
-deadline = time.monotonic() + 30
-while time.monotonic() < deadline:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        sys.exit(1)
-    try:
-        with urllib.request.urlopen(url, timeout=1) as r:
-            if r.status == 200:
-                sys.exit(0)
-    except OSError:
-        pass
-    time.sleep(0.05)
-sys.exit(1)
-PY
-}
+# shellcheck source=../lib.sh
+. "$repo/.ci/lib.sh"
 
 # Ports are picked free, then bound by the collector: retry on the rare lost race.
 for attempt in 1 2 3; do
-  read -r grpc_port http_port query_port admin_port < <(free_ports)
+  read -r grpc_port http_port query_port admin_port < <(free_ports 4)
   "$bin" --storage "$storage" --data-dir "$work/data" \
     --otlp-grpc-listen "127.0.0.1:$grpc_port" --otlp-http-listen "127.0.0.1:$http_port" \
     --query-listen "127.0.0.1:$query_port" --admin-listen "127.0.0.1:$admin_port" \
     >"$work/collector.log" 2>&1 &
   collector_pid=$!
-  if wait_ready "http://127.0.0.1:$admin_port/ready"; then
+  if wait_ready "http://127.0.0.1:$admin_port/ready" "$collector_pid"; then
     break
   fi
   kill -KILL "$collector_pid" 2>/dev/null || true
