@@ -45,13 +45,13 @@
 //! ```
 
 mod block;
+mod chunk;
 mod codec;
 mod query;
 mod record;
 mod state;
 mod writer;
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -215,14 +215,15 @@ impl SpanStore for EmbeddedStore {
         if batch.is_empty() {
             return Ok(());
         }
+        // Encoded and summarised once, here, while the spans are hot in this thread's cache;
+        // the spans are freed here too. The store's threads only see the chunk.
         let data = codec::encode_spans(&batch.spans);
         let crc = record::crc(&data);
-        let tags = block::tag_hashes(&batch.spans);
+        let sum = chunk::Summary::of(&batch.spans);
+        drop(batch);
         self.call(|reply| Command::Write {
-            data,
+            chunk: chunk::Chunk { data, sum },
             crc,
-            tags,
-            spans: batch.spans,
             reply,
         })
     }
@@ -251,24 +252,26 @@ impl SpanStore for EmbeddedStore {
         query::dependencies(&self.shared, start_ns, end_ns)
     }
 
-    /// `traces` is approximate: a trace whose spans landed in several blocks counts once per
-    /// block.
+    /// `traces` is approximate: a trace whose spans landed in several blocks (or recent
+    /// batches) counts once per block (or batch).
     fn stats(&self) -> StoreStats {
         let st = self.shared.state.read();
-        let recent: HashSet<TraceId> = st.memtable.iter().map(|s| s.trace_id).collect();
         StoreStats {
             spans: st
                 .blocks
                 .iter()
                 .map(|b| u64::from(b.meta.spans))
                 .sum::<u64>()
-                + st.memtable.len() as u64,
+                + st.memtable_spans as u64,
             traces: st
                 .blocks
                 .iter()
                 .map(|b| u64::from(b.meta.traces))
                 .sum::<u64>()
-                + recent.len() as u64,
+                + st.memtable
+                    .iter()
+                    .map(|c| c.sum.traces.len() as u64)
+                    .sum::<u64>(),
             bytes: st.disk_bytes(),
         }
     }

@@ -7,11 +7,15 @@
 
 use std::sync::Arc;
 
-use super::codec::{DecodeError, FxMap, Reader, encode_spans, put_varint};
+use super::chunk::{Chunk, Summary};
+use super::codec::{DecodeError, FxMap, Reader, put_varint};
 use crate::model::{AttrValue, KeyValue, Resource, Scope, Span, SpanKind, StatusCode, TraceId};
 
-/// Block format version stored in the summary.
-const VERSION: u8 = 1;
+/// Block format version stored in the summary: 1 = the data is one encoding of all the spans,
+/// sorted by trace id (written before chunked sealing; still read).
+const VERSION_SINGLE: u8 = 1;
+/// 2 = the data is a sequence of `varint length, encoding` parts, one per memtable chunk.
+const VERSION_PARTS: u8 = 2;
 /// Bits per trace id in the trace filter (k = 8: about 0.05 % false positives).
 const TRACE_BITS: usize = 16;
 const TRACE_K: u32 = 8;
@@ -241,6 +245,8 @@ pub(crate) struct BlockMeta {
     pub(crate) ops: Vec<(String, String, SpanKind, u64)>,
     pub(crate) trace_filter: Bloom,
     pub(crate) raw_len: u64,
+    /// Whether the data is a sequence of parts (see [`parts`]).
+    pub(crate) parts: bool,
 }
 
 impl BlockMeta {
@@ -249,7 +255,11 @@ impl BlockMeta {
     }
 
     fn write(&self) -> Vec<u8> {
-        let mut out = vec![VERSION];
+        let mut out = vec![if self.parts {
+            VERSION_PARTS
+        } else {
+            VERSION_SINGLE
+        }];
         for v in [
             self.seq_max,
             u64::from(self.spans),
@@ -279,9 +289,11 @@ impl BlockMeta {
 
     pub(crate) fn parse(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
-        if r.u8()? != VERSION {
-            return Err(DecodeError("unknown block version"));
-        }
+        let parts = match r.u8()? {
+            VERSION_SINGLE => false,
+            VERSION_PARTS => true,
+            _ => return Err(DecodeError("unknown block version")),
+        };
         let mut v = [0u64; 10];
         for slot in &mut v {
             *slot = r.varint()?;
@@ -314,6 +326,7 @@ impl BlockMeta {
             raw_len: v[8],
             ops,
             trace_filter,
+            parts,
         })
     }
 }
@@ -331,7 +344,7 @@ pub(crate) struct BuiltBlock {
 ///
 /// Computed by `write_batch` on the caller's thread, while the spans are still in its cache,
 /// and merged per block.
-pub(crate) fn tag_hashes<'s>(spans: impl IntoIterator<Item = &'s Span>) -> Vec<u64> {
+pub(crate) fn tag_hashes(spans: &[Span]) -> Vec<u64> {
     let mut tags: Vec<u64> = Vec::new();
     let mut resource_tags: FxMap<*const Resource, ()> = FxMap::default();
     let mut scope_seen: FxMap<*const Scope, ()> = FxMap::default();
@@ -351,56 +364,53 @@ pub(crate) fn tag_hashes<'s>(spans: impl IntoIterator<Item = &'s Span>) -> Vec<u
     tags
 }
 
-/// Encodes, summarises and compresses `spans` (non-empty). `tags` are the spans' tag hashes
-/// (any order, duplicates allowed) when already known; otherwise they are computed here.
+/// The encodings held by a block's decompressed data: one per part (format 2) or the whole
+/// data (format 1).
+pub(crate) fn parts(raw: &[u8], multi: bool) -> impl Iterator<Item = Result<&[u8], DecodeError>> {
+    let mut r = Reader::new(raw);
+    let mut single = (!multi).then_some(raw);
+    std::iter::from_fn(move || {
+        if let Some(all) = single.take() {
+            return Some(Ok(all));
+        }
+        if multi && !r.is_empty() {
+            return Some(r.len().and_then(|n| r.bytes(n)));
+        }
+        None
+    })
+}
+
+/// Builds a block from memtable chunks (non-empty): their encodings are concatenated as
+/// parts, their summaries merged, and the whole compressed. No span is decoded.
 pub(crate) fn build(
-    spans: &[Arc<Span>],
-    tags: Option<Vec<u64>>,
+    chunks: &[Arc<Chunk>],
     seq_max: u64,
     compressor: &mut zstd::bulk::Compressor<'_>,
 ) -> std::io::Result<BuiltBlock> {
-    let raw = encode_spans(spans.iter().map(AsRef::as_ref));
-    let data = compressor.compress(&raw)?;
-
-    let mut ops: FxMap<(&str, &str, SpanKind), u64> = FxMap::default();
-    let mut traces: Vec<TraceId> = Vec::with_capacity(spans.len());
-    let mut tags = tags.unwrap_or_else(|| tag_hashes(spans.iter().map(AsRef::as_ref)));
-    let (mut min_start, mut max_start, mut max_end) = (u64::MAX, 0, 0);
-    let (mut min_duration, mut max_duration) = (u64::MAX, 0);
-    for s in spans {
-        *ops.entry((s.service_name(), &s.name, s.kind)).or_default() += 1;
-        traces.push(s.trace_id);
-        min_start = min_start.min(s.start_ns);
-        max_start = max_start.max(s.start_ns);
-        max_end = max_end.max(s.end_ns);
-        min_duration = min_duration.min(s.duration_ns());
-        max_duration = max_duration.max(s.duration_ns());
+    let mut raw = Vec::with_capacity(chunks.iter().map(|c| c.data.len() + 5).sum());
+    for c in chunks {
+        put_varint(&mut raw, c.data.len() as u64);
+        raw.extend_from_slice(&c.data);
     }
-    traces.sort_unstable();
-    traces.dedup();
-    tags.sort_unstable();
-    tags.dedup();
-    let trace_hashes: Vec<u64> = traces.iter().map(|t| trace_hash(*t)).collect();
-    let mut ops: Vec<_> = ops
-        .into_iter()
-        .map(|((svc, name, kind), n)| (svc.to_owned(), name.to_owned(), kind, n))
-        .collect();
-    ops.sort();
+    let data = compressor.compress(&raw)?;
+    let sum = Summary::merge(chunks.iter().map(|c| &c.sum));
+    let trace_hashes: Vec<u64> = sum.traces.iter().map(|t| trace_hash(*t)).collect();
     let meta = BlockMeta {
         seq_max,
-        spans: spans.len() as u32,
-        traces: traces.len() as u32,
-        min_start,
-        max_start,
-        max_end,
-        min_duration,
-        max_duration,
-        ops,
+        spans: sum.spans,
+        traces: u32::try_from(sum.traces.len()).unwrap_or(u32::MAX),
+        min_start: sum.min_start,
+        max_start: sum.max_start,
+        max_end: sum.max_end,
+        min_duration: sum.min_duration,
+        max_duration: sum.max_duration,
+        ops: sum.ops,
         trace_filter: Bloom::build(&trace_hashes, TRACE_BITS, TRACE_K),
         raw_len: raw.len() as u64,
+        parts: true,
     };
     let mut tag_filter = Vec::new();
-    Bloom::build(&tags, TAG_BITS, TAG_K).write(&mut tag_filter);
+    Bloom::build(&sum.tags, TAG_BITS, TAG_K).write(&mut tag_filter);
     Ok(BuiltBlock {
         meta_bytes: meta.write(),
         meta,

@@ -4,8 +4,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::Shared;
-use super::block::trace_hash;
-use super::codec::Decoded;
+use super::block::{parts, trace_hash};
+use super::chunk::Chunk;
+use super::codec::{DecodeError, Decoded};
 use super::state::Block;
 use crate::model::{DependencyLink, Span, SpanId, Trace, TraceId, links_from_counts};
 use crate::store::{StoreError, TraceQuery};
@@ -25,13 +26,41 @@ fn for_each_group(
     let Some(raw) = shared.reader.raw(block)? else {
         return Ok(());
     };
-    let mut decoded = match Decoded::new(&raw) {
-        Ok(d) => d,
-        Err(e) => {
+    for part in parts(&raw, block.meta.parts) {
+        let scanned = part.and_then(|p| scan_encoding(p, only, filter, &mut f));
+        if let Err(e) = scanned {
             shared.reader.report_decode_error(block, e.0);
             return Ok(());
         }
-    };
+    }
+    Ok(())
+}
+
+/// Calls `f` with each group of a memtable chunk (see [`for_each_group`]).
+fn for_each_chunk_group(
+    chunk: &Chunk,
+    only: Option<TraceId>,
+    filter: Option<&TraceQuery>,
+    mut f: impl FnMut(TraceId, Vec<Span>),
+) {
+    if let Err(e) = scan_encoding(&chunk.data, only, filter, &mut f) {
+        // The chunk was encoded by this process (or decoded once at recovery): unreachable
+        // unless memory is corrupt.
+        tracing::error!(
+            reason = e.0,
+            "undecodable recent batch in the span store: skipped"
+        );
+    }
+}
+
+/// The groups of one encoding (see [`for_each_group`]).
+fn scan_encoding(
+    encoded: &[u8],
+    only: Option<TraceId>,
+    filter: Option<&TraceQuery>,
+    f: &mut impl FnMut(TraceId, Vec<Span>),
+) -> Result<(), DecodeError> {
+    let mut decoded = Decoded::new(encoded)?;
     let prefilter = match filter {
         Some(q) => match decoded.prefilter(
             q.service.as_deref(),
@@ -47,15 +76,7 @@ fn for_each_group(
         },
         None => None,
     };
-    loop {
-        let group = match decoded.next_group() {
-            Ok(Some(g)) => g,
-            Ok(None) => return Ok(()),
-            Err(e) => {
-                shared.reader.report_decode_error(block, e.0);
-                return Ok(());
-            }
-        };
+    while let Some(group) = decoded.next_group()? {
         if let Some(id) = only {
             if group.trace_id < id {
                 continue;
@@ -64,24 +85,14 @@ fn for_each_group(
                 return Ok(()); // groups are sorted by trace id
             }
         }
-        if let Some(p) = &prefilter {
-            match decoded.group_may_match(&group, p) {
-                Ok(true) => {}
-                Ok(false) => continue,
-                Err(e) => {
-                    shared.reader.report_decode_error(block, e.0);
-                    return Ok(());
-                }
-            }
+        if let Some(p) = &prefilter
+            && !decoded.group_may_match(&group, p)?
+        {
+            continue;
         }
-        match decoded.decode_group(&group) {
-            Ok(spans) => f(group.trace_id, spans),
-            Err(e) => {
-                shared.reader.report_decode_error(block, e.0);
-                return Ok(());
-            }
-        }
+        f(group.trace_id, decoded.decode_group(&group)?);
     }
+    Ok(())
 }
 
 /// Builds a trace from spans in write order: the first copy of a span id wins.
@@ -106,10 +117,10 @@ pub(crate) fn get_trace(shared: &Shared, id: TraceId) -> Result<Option<Trace>, S
             .filter(|b| b.meta.may_contain_trace(id))
             .cloned()
             .collect();
-        let recent: Vec<Arc<Span>> = st
+        let recent: Vec<Arc<Chunk>> = st
             .memtable
             .iter()
-            .filter(|s| s.trace_id == id)
+            .filter(|c| c.sum.has_trace(id))
             .cloned()
             .collect();
         (blocks, recent)
@@ -120,7 +131,11 @@ pub(crate) fn get_trace(shared: &Shared, id: TraceId) -> Result<Option<Trace>, S
             spans.extend(group.into_iter().map(Arc::new));
         })?;
     }
-    spans.extend(recent);
+    for chunk in &recent {
+        for_each_chunk_group(chunk, Some(id), None, |_, group| {
+            spans.extend(group.into_iter().map(Arc::new));
+        });
+    }
     Ok(assemble(id, spans))
 }
 
@@ -164,13 +179,23 @@ pub(crate) fn find_traces(shared: &Shared, q: &TraceQuery) -> Result<Vec<Trace>,
             })
             .cloned()
             .collect();
-        (blocks, st.memtable.clone())
+        let recent: Vec<Arc<Chunk>> = st
+            .memtable
+            .iter()
+            .filter(|c| c.sum.may_match(q))
+            .cloned()
+            .collect();
+        (blocks, recent)
     };
     let mut found: HashMap<TraceId, u64> = HashMap::new();
-    for span in &recent {
-        if q.matches_span(span) {
-            note(&mut found, span);
-        }
+    for chunk in &recent {
+        for_each_chunk_group(chunk, None, Some(q), |_, spans| {
+            for span in &spans {
+                if q.matches_span(span) {
+                    note(&mut found, span);
+                }
+            }
+        });
     }
     blocks.sort_by_key(|b| std::cmp::Reverse(b.meta.max_start));
     for block in &blocks {
@@ -313,8 +338,12 @@ pub(crate) fn dependencies(
                 }
             })?;
         }
-        for span in &recent {
-            take(&mut p, span);
+        for chunk in &recent {
+            for_each_chunk_group(chunk, None, None, |_, spans| {
+                for span in &spans {
+                    take(&mut p, span);
+                }
+            });
         }
         // Spans of qualifying traces that sit in blocks outside the time range.
         for block in blocks.iter().filter(|b| !in_range(b)) {

@@ -9,9 +9,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use parking_lot::Mutex;
 
 use super::block::{BlockMeta, MAX_RAW_LEN, TagFilter};
+use super::chunk::{Chunk, Summary};
 use super::codec::FxMap;
 use super::record::{Part, PartError};
-use crate::model::{Span, SpanKind};
+use crate::model::SpanKind;
 use crate::store::{Operation, StoreError};
 
 /// A sealed block: where it is and its summary.
@@ -55,10 +56,14 @@ pub(crate) struct OpKey {
 /// Everything readers see, behind one lock; only the writer thread mutates it.
 #[derive(Debug, Default)]
 pub(crate) struct State {
-    /// Acknowledged spans not yet sealed into a block, in write order.
-    pub(crate) memtable: Vec<Arc<Span>>,
-    /// How many of the memtable's oldest spans were handed to the sealer thread.
+    /// Acknowledged batches not yet sealed into a block, in write order, still encoded.
+    pub(crate) memtable: Vec<Arc<Chunk>>,
+    /// Spans in the memtable.
+    pub(crate) memtable_spans: usize,
+    /// How many of the memtable's oldest chunks were handed to the sealer thread.
     pub(crate) frozen: usize,
+    /// Spans in those chunks.
+    pub(crate) frozen_spans: usize,
     /// Sealed blocks in write order.
     pub(crate) blocks: Vec<Arc<Block>>,
     pub(crate) segments: BTreeMap<u32, Segment>,
@@ -101,10 +106,19 @@ impl State {
         *c = c.saturating_add_signed(delta);
     }
 
-    /// Counts a span that entered the memtable.
-    pub(crate) fn count_span(&mut self, span: &Span) {
-        let id = self.op_id(span.service_name(), &span.name, span.kind);
-        self.add_op_count(id, 1);
+    /// Counts the spans of a chunk that entered the memtable.
+    pub(crate) fn count_chunk(&mut self, sum: &Summary) {
+        for (svc, name, kind, n) in &sum.ops {
+            let id = self.op_id(svc, name, *kind);
+            self.add_op_count(id, i64::try_from(*n).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Adds a chunk to the memtable.
+    pub(crate) fn push_chunk(&mut self, chunk: Arc<Chunk>) {
+        self.count_chunk(&chunk.sum);
+        self.memtable_spans += chunk.sum.spans as usize;
+        self.memtable.push(chunk);
     }
 
     /// Service names with at least one stored span, sorted.

@@ -12,11 +12,11 @@ use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::block::{self, BlockMeta};
+use super::chunk::{Chunk, Summary};
 use super::codec::{Decoded, Reader, put_varint};
 use super::record::{self, KIND_BLOCK, KIND_WAL, Part};
 use super::state::{Block, Segment, State};
 use super::{EmbeddedConfig, Shared};
-use crate::model::Span;
 use crate::store::StoreError;
 
 const WAL_FILE: &str = "wal.log";
@@ -31,19 +31,16 @@ const MAX_GROUP: usize = 256;
 
 pub(crate) type Reply = SyncSender<Result<(), StoreError>>;
 
-/// A queued write: WAL bytes, their crc, tag hashes, spans, reply.
-type Write = (Vec<u8>, u32, Vec<u64>, Vec<Span>, Reply);
+/// A queued write: the batch's chunk (WAL bytes and summary), the bytes' crc, reply.
+type Write = (Chunk, u32, Reply);
 
 /// A request to the writer thread.
 #[derive(Debug)]
 pub(crate) enum Command {
-    /// Append a batch (already encoded by the caller) and make it durable.
+    /// Append a batch (already encoded and summarised by the caller) and make it durable.
     Write {
-        data: Vec<u8>,
+        chunk: Chunk,
         crc: u32,
-        /// The batch's tag hashes ([`block::tag_hashes`]).
-        tags: Vec<u64>,
-        spans: Vec<Span>,
         reply: Reply,
     },
     /// Seal the recent spans into a block.
@@ -77,14 +74,12 @@ fn wal_meta(seq: u64) -> Vec<u8> {
     m
 }
 
-/// A set of memtable spans handed to the sealer: the oldest unsealed spans, in write order.
+/// Memtable chunks handed to the sealer: the oldest unsealed ones, in write order.
 #[derive(Debug)]
 struct Frozen {
-    spans: Vec<Arc<Span>>,
+    chunks: Vec<Arc<Chunk>>,
     /// Highest WAL sequence number among them.
     seq_max: u64,
-    /// Their tag hashes, unless some spans were recovered from the WAL at open.
-    tags: Option<Vec<u64>>,
     /// Retired WAL files (path, bytes) holding nothing but these spans and earlier ones:
     /// deleted once their block is durable.
     wal_files: Vec<(PathBuf, u64)>,
@@ -122,8 +117,6 @@ pub(crate) struct Writer {
     next_seq: u64,
     /// Sequence number of the newest WAL record whose spans are in the memtable.
     memtable_seq: u64,
-    /// Tag hashes of the spans not yet handed to the sealer (`None` after a recovery).
-    tags: Option<Vec<u64>>,
     /// Set after a failed WAL write, fsync or rotation: every later write fails.
     failed: Option<String>,
     sealer: SyncSender<Job>,
@@ -258,17 +251,14 @@ impl Writer {
                     if seq <= persisted_seq {
                         continue; // already sealed into a block before the crash
                     }
-                    let spans = match read_wal_record(wal, rec.data) {
-                        Ok(spans) => spans,
+                    let chunk = match read_wal_record(wal, rec.data) {
+                        Ok(chunk) => chunk,
                         Err(reason) => {
                             corrupt(&shared, path, rec.offset, reason);
                             continue;
                         }
                     };
-                    for span in spans {
-                        st.count_span(&span);
-                        st.memtable.push(Arc::new(span));
-                    }
+                    st.push_chunk(Arc::new(chunk));
                     memtable_seq = seq;
                     replayed = true;
                 }
@@ -321,7 +311,7 @@ impl Writer {
                 (1, file, 0)
             }
         };
-        let spans = st.memtable.len();
+        let spans = st.memtable_spans;
         let blocks = st.blocks.len();
         *shared.state.write() = st;
         tracing::info!(
@@ -348,7 +338,6 @@ impl Writer {
             retired,
             next_seq: max_seq + 1,
             memtable_seq,
-            tags: (spans == 0).then(Vec::new),
             failed: None,
             sealer: sealer_tx,
             sealer_thread: None,
@@ -387,13 +376,7 @@ impl Writer {
             let mut writes = Vec::new();
             for cmd in cmds {
                 match cmd {
-                    Command::Write {
-                        data,
-                        crc,
-                        tags,
-                        spans,
-                        reply,
-                    } => writes.push((data, crc, tags, spans, reply)),
+                    Command::Write { chunk, crc, reply } => writes.push((chunk, crc, reply)),
                     control => {
                         self.commit(std::mem::take(&mut writes));
                         if self.control(control) {
@@ -405,7 +388,7 @@ impl Writer {
             self.commit(writes);
             let unfrozen = {
                 let st = self.shared.state.read();
-                st.memtable.len() - st.frozen
+                st.memtable_spans - st.frozen_spans
             };
             if unfrozen >= self.cfg.block_spans {
                 self.hand_over();
@@ -461,16 +444,16 @@ impl Writer {
         sync_dir(&self.cfg.dir)?;
         self.wal = wal;
         self.wal_len = 0;
-        let spans = {
+        let chunks = {
             let mut st = self.shared.state.write();
             let from = st.frozen;
             st.frozen = st.memtable.len();
+            st.frozen_spans = st.memtable_spans;
             st.memtable[from..].to_vec()
         };
         Ok(Some(Frozen {
-            spans,
+            chunks,
             seq_max: self.memtable_seq,
-            tags: self.tags.replace(Vec::new()),
             wal_files: std::mem::take(&mut self.retired),
         }))
     }
@@ -540,12 +523,20 @@ impl Writer {
             }
             return;
         }
-        let mut buf = Vec::with_capacity(writes.iter().map(|w| w.0.len() + 48).sum());
+        let mut buf = Vec::with_capacity(writes.iter().map(|w| w.0.data.len() + 48).sum());
         let first_seq = self.next_seq;
-        for (data, crc, ..) in &writes {
+        for (chunk, crc, _) in &writes {
             let meta = wal_meta(self.next_seq);
             self.next_seq += 1;
-            record::frame_into(&mut buf, KIND_WAL, &meta, &[], record::crc(&[]), data, *crc);
+            record::frame_into(
+                &mut buf,
+                KIND_WAL,
+                &meta,
+                &[],
+                record::crc(&[]),
+                &chunk.data,
+                *crc,
+            );
         }
         let result = self.wal.write_all(&buf).and_then(|()| self.wal.sync_data());
         if let Err(e) = result {
@@ -563,22 +554,17 @@ impl Writer {
         self.wal_len += written;
         drop(buf);
         let mut replies = Vec::with_capacity(writes.len());
-        let mut fresh = Vec::with_capacity(writes.iter().map(|w| w.3.len()).sum());
-        for (data, _, tags, spans, reply) in writes {
-            drop(data);
-            if let Some(all) = &mut self.tags {
-                all.extend(tags);
-            }
-            fresh.extend(spans.into_iter().map(Arc::new));
+        let mut fresh = Vec::with_capacity(writes.len());
+        for (chunk, _, reply) in writes {
+            fresh.push(Arc::new(chunk));
             replies.push(reply);
         }
         {
             let mut st = self.shared.state.write();
             st.wal_bytes += written;
-            for span in &fresh {
-                st.count_span(span);
+            for chunk in fresh {
+                st.push_chunk(chunk);
             }
-            st.memtable.append(&mut fresh);
         }
         self.memtable_seq = first_seq + replies.len() as u64 - 1;
         for reply in replies {
@@ -651,14 +637,7 @@ impl Sealer {
     fn seal(&mut self, frozen: Frozen, crash_after_write: bool) -> Result<(), StoreError> {
         let frozen = match self.carry.take() {
             Some(mut carry) => {
-                carry.spans.extend(frozen.spans);
-                carry.tags = match (carry.tags, frozen.tags) {
-                    (Some(mut a), Some(b)) => {
-                        a.extend(b);
-                        Some(a)
-                    }
-                    _ => None,
-                };
+                carry.chunks.extend(frozen.chunks);
                 carry.seq_max = carry.seq_max.max(frozen.seq_max);
                 carry.wal_files.extend(frozen.wal_files);
                 carry
@@ -672,7 +651,7 @@ impl Sealer {
     /// publishes it in place of the spans, then deletes the WAL files it covers.
     /// `crash_after_write` stops right after the block's fsync (tests).
     fn seal_all(&mut self, frozen: Frozen, crash_after_write: bool) -> Result<(), StoreError> {
-        if frozen.spans.is_empty() {
+        if frozen.chunks.is_empty() {
             return Ok(());
         }
         match self.write_block(&frozen, crash_after_write) {
@@ -680,10 +659,10 @@ impl Sealer {
             Ok(()) => {
                 let freed: u64 = frozen.wal_files.iter().map(|(_, n)| n).sum();
                 let Frozen {
-                    spans, wal_files, ..
+                    chunks, wal_files, ..
                 } = frozen;
-                // The last references to the spans usually go here, off the commit path.
-                drop(spans);
+                // The last references to the chunks usually go here, off the commit path.
+                drop(chunks);
                 for (path, _) in &wal_files {
                     match fs::remove_file(path) {
                         Ok(()) => {}
@@ -706,12 +685,7 @@ impl Sealer {
     }
 
     fn write_block(&mut self, frozen: &Frozen, crash_after_write: bool) -> Result<(), StoreError> {
-        let built = block::build(
-            &frozen.spans,
-            frozen.tags.clone(),
-            frozen.seq_max,
-            &mut self.compressor,
-        )?;
+        let built = block::build(&frozen.chunks, frozen.seq_max, &mut self.compressor)?;
         let rec = record::frame(
             KIND_BLOCK,
             &built.meta_bytes,
@@ -728,7 +702,7 @@ impl Sealer {
             return Ok(());
         }
         self.active_len += rec.len() as u64;
-        let sealed: Vec<Arc<Span>>;
+        let sealed: Vec<Arc<Chunk>>;
         let aux_off = offset + record::HEADER_LEN + built.meta_bytes.len() as u64;
         {
             let mut st = self.shared.state.write();
@@ -757,10 +731,13 @@ impl Sealer {
                 meta: built.meta,
                 corrupt: AtomicBool::new(false),
             }));
-            // The frozen spans are the memtable's oldest ones. Freed below, outside the lock.
-            let n = frozen.spans.len();
+            // The frozen chunks are the memtable's oldest ones. Freed below, outside the lock.
+            let n = frozen.chunks.len();
+            let spans: usize = frozen.chunks.iter().map(|c| c.sum.spans as usize).sum();
             sealed = st.memtable.drain(..n).collect();
             st.frozen -= n;
+            st.frozen_spans -= spans;
+            st.memtable_spans -= spans;
             if let Some(seg) = st.segments.get_mut(&self.active) {
                 seg.bytes = self.active_len;
                 seg.max_end = seg.max_end.max(max_end);
@@ -881,11 +858,16 @@ fn create_segment(dir: &Path, id: u32) -> Result<Arc<File>, StoreError> {
     Ok(Arc::new(file))
 }
 
-fn read_wal_record(wal: &File, data: Part) -> Result<Vec<Span>, &'static str> {
+/// A WAL record as a memtable chunk (decoded once, to check it and summarise it).
+fn read_wal_record(wal: &File, data: Part) -> Result<Chunk, &'static str> {
     let bytes = data.read(wal).map_err(|_| "WAL record checksum mismatch")?;
-    Decoded::new(&bytes)
+    let spans = Decoded::new(&bytes)
         .and_then(Decoded::decode_all)
-        .map_err(|e| e.0)
+        .map_err(|e| e.0)?;
+    Ok(Chunk {
+        sum: Summary::of(&spans),
+        data: bytes,
+    })
 }
 
 fn corrupt(shared: &Shared, path: &Path, offset: u64, reason: &str) {

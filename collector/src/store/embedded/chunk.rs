@@ -1,0 +1,133 @@
+//! Memtable chunks: one acknowledged batch kept in its WAL encoding until it is sealed.
+//!
+//! `write_batch` encodes a batch once (the WAL record's bytes) and summarises it while the spans
+//! are still hot in the caller's cache; the spans are then freed on that thread. The memtable
+//! holds these chunks, queries decode them on demand, and the sealer builds a block by
+//! concatenating chunks and merging their summaries: no span is walked, allocated or freed a
+//! second time on the store's threads.
+
+use super::block::tag_hashes;
+use super::codec::FxMap;
+use crate::model::{Span, SpanKind, TraceId};
+use crate::store::TraceQuery;
+
+/// What queries and block summaries need to know about a chunk without decoding it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Summary {
+    pub(crate) spans: u32,
+    /// Distinct trace ids, sorted.
+    pub(crate) traces: Vec<TraceId>,
+    pub(crate) min_start: u64,
+    pub(crate) max_start: u64,
+    pub(crate) max_end: u64,
+    pub(crate) min_duration: u64,
+    pub(crate) max_duration: u64,
+    /// `(service, operation, kind) → span count`, sorted.
+    pub(crate) ops: Vec<(String, String, SpanKind, u64)>,
+    /// Searchable tag hashes ([`tag_hashes`]), sorted and deduplicated.
+    pub(crate) tags: Vec<u64>,
+}
+
+impl Summary {
+    /// Summarises `spans`.
+    pub(crate) fn of(spans: &[Span]) -> Self {
+        let mut ops: FxMap<(&str, &str, SpanKind), u64> = FxMap::default();
+        let mut traces: Vec<TraceId> = Vec::with_capacity(spans.len());
+        let (mut min_start, mut max_start, mut max_end) = (u64::MAX, 0, 0);
+        let (mut min_duration, mut max_duration) = (u64::MAX, 0);
+        for s in spans {
+            *ops.entry((s.service_name(), &s.name, s.kind)).or_default() += 1;
+            traces.push(s.trace_id);
+            min_start = min_start.min(s.start_ns);
+            max_start = max_start.max(s.start_ns);
+            max_end = max_end.max(s.end_ns);
+            min_duration = min_duration.min(s.duration_ns());
+            max_duration = max_duration.max(s.duration_ns());
+        }
+        traces.sort_unstable();
+        traces.dedup();
+        let mut ops: Vec<_> = ops
+            .into_iter()
+            .map(|((svc, name, kind), n)| (svc.to_owned(), name.to_owned(), kind, n))
+            .collect();
+        ops.sort();
+        Self {
+            spans: u32::try_from(spans.len()).unwrap_or(u32::MAX),
+            traces,
+            min_start,
+            max_start,
+            max_end,
+            min_duration,
+            max_duration,
+            ops,
+            tags: tag_hashes(spans),
+        }
+    }
+
+    /// Merges several summaries (a block's chunks) into one.
+    pub(crate) fn merge<'a>(parts: impl IntoIterator<Item = &'a Summary>) -> Self {
+        let mut out = Self {
+            min_start: u64::MAX,
+            min_duration: u64::MAX,
+            ..Self::default()
+        };
+        let mut ops: FxMap<(&str, &str, SpanKind), u64> = FxMap::default();
+        for p in parts {
+            out.spans = out.spans.saturating_add(p.spans);
+            out.traces.extend_from_slice(&p.traces);
+            out.tags.extend_from_slice(&p.tags);
+            out.min_start = out.min_start.min(p.min_start);
+            out.max_start = out.max_start.max(p.max_start);
+            out.max_end = out.max_end.max(p.max_end);
+            out.min_duration = out.min_duration.min(p.min_duration);
+            out.max_duration = out.max_duration.max(p.max_duration);
+            for (svc, name, kind, n) in &p.ops {
+                *ops.entry((svc, name, *kind)).or_default() += n;
+            }
+        }
+        out.traces.sort_unstable();
+        out.traces.dedup();
+        out.tags.sort_unstable();
+        out.tags.dedup();
+        out.ops = ops
+            .into_iter()
+            .map(|((svc, name, kind), n)| (svc.to_owned(), name.to_owned(), kind, n))
+            .collect();
+        out.ops.sort();
+        out
+    }
+
+    /// Whether some span of the chunk may match `q` (exact on trace-level criteria of the
+    /// summary: time and duration ranges, service/operation, tags).
+    pub(crate) fn may_match(&self, q: &TraceQuery) -> bool {
+        let dur_min = q.duration_min_ns.unwrap_or(0);
+        let dur_max = q.duration_max_ns.unwrap_or(u64::MAX);
+        self.spans > 0
+            && self.min_start <= q.start_max_ns
+            && self.max_start >= q.start_min_ns
+            && self.min_duration <= dur_max
+            && self.max_duration >= dur_min
+            && (q.service.is_none() && q.operation.is_none()
+                || self.ops.iter().any(|(svc, name, _, _)| {
+                    q.service.as_deref().is_none_or(|s| s == svc)
+                        && q.operation.as_deref().is_none_or(|o| o == name)
+                }))
+            && q.tags.iter().all(|(k, v)| {
+                self.tags
+                    .binary_search(&super::block::tag_hash(k, v))
+                    .is_ok()
+            })
+    }
+
+    /// Whether the chunk holds spans of trace `id`.
+    pub(crate) fn has_trace(&self, id: TraceId) -> bool {
+        self.traces.binary_search(&id).is_ok()
+    }
+}
+
+/// One acknowledged batch: its encoding (the WAL record's data) and its summary.
+#[derive(Debug)]
+pub(crate) struct Chunk {
+    pub(crate) data: Vec<u8>,
+    pub(crate) sum: Summary,
+}
