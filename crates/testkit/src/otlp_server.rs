@@ -13,6 +13,9 @@
 //! (`UNAVAILABLE` / HTTP 503), permanent rejections, throttling with a retry delay, or latency
 //! for exporter-failure tests.
 //!
+//! [`OtlpReceiver::start_tls`] serves both over TLS instead, with a self-signed certificate for
+//! `127.0.0.1` ([`OtlpReceiver::tls_ca_pem`] is what a client must trust).
+//!
 //! The model is the in-process mock server of opentelemetry-rust's
 //! `opentelemetry-otlp/tests/smoke.rs`: no docker, no fixed ports.
 //!
@@ -50,6 +53,10 @@ use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::codec::CompressionEncoding;
+
+mod tls;
+
+use tls::TlsIdentity;
 
 /// Largest HTTP body accepted before decompression.
 const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
@@ -140,6 +147,8 @@ pub struct OtlpReceiver {
     http_addr: SocketAddr,
     shutdown: Vec<oneshot::Sender<()>>,
     tasks: Vec<JoinHandle<()>>,
+    /// The certificate (PEM) when serving TLS.
+    tls_cert_pem: Option<String>,
 }
 
 /// State shared by the receiver handle and both servers.
@@ -161,6 +170,20 @@ impl OtlpReceiver {
     ///
     /// Panics if a loopback port can't be bound.
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// Like [`start`](Self::start), both servers over TLS (HTTP/1.1 and HTTP/2 by ALPN) with a
+    /// self-signed certificate for `127.0.0.1`; the endpoints are `https://127.0.0.1:PORT`.
+    ///
+    /// # Panics
+    ///
+    /// Panics if a loopback port can't be bound or the certificate can't be generated.
+    pub async fn start_tls() -> Self {
+        Self::start_with(Some(TlsIdentity::generate())).await
+    }
+
+    async fn start_with(tls: Option<TlsIdentity>) -> Self {
         let shared = Arc::new(Shared::default());
 
         let grpc_listener = TcpListener::bind("127.0.0.1:0")
@@ -185,6 +208,34 @@ impl OtlpReceiver {
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(MAX_GRPC_MESSAGE_BYTES);
+        let router = Router::new()
+            .route("/v1/traces", post(export_http))
+            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+            .with_state(Arc::clone(&shared));
+        if let Some(identity) = tls {
+            let grpc_router = tonic::service::Routes::new(grpc_service).into_axum_router();
+            return Self {
+                shared,
+                grpc_addr,
+                http_addr,
+                shutdown: vec![grpc_stop, http_stop],
+                tasks: vec![
+                    tokio::spawn(tls::serve(
+                        grpc_listener,
+                        grpc_router,
+                        identity.acceptor.clone(),
+                        grpc_stopped,
+                    )),
+                    tokio::spawn(tls::serve(
+                        http_listener,
+                        router,
+                        identity.acceptor,
+                        http_stopped,
+                    )),
+                ],
+                tls_cert_pem: Some(identity.cert_pem),
+            };
+        }
         let grpc_task = tokio::spawn(async move {
             let result = tonic::transport::Server::builder()
                 .add_service(grpc_service)
@@ -198,10 +249,6 @@ impl OtlpReceiver {
             }
         });
 
-        let router = Router::new()
-            .route("/v1/traces", post(export_http))
-            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-            .with_state(Arc::clone(&shared));
         let http_task = tokio::spawn(async move {
             let result = axum::serve(http_listener, router)
                 .with_graceful_shutdown(async {
@@ -219,12 +266,27 @@ impl OtlpReceiver {
             http_addr,
             shutdown: vec![grpc_stop, http_stop],
             tasks: vec![grpc_task, http_task],
+            tls_cert_pem: None,
         }
     }
 
     /// The gRPC endpoint, e.g. `http://127.0.0.1:PORT`.
     pub fn grpc_endpoint(&self) -> String {
-        format!("http://{}", self.grpc_addr)
+        format!("{}://{}", self.scheme(), self.grpc_addr)
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.tls_cert_pem.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// The PEM certificate a client must trust, when started with
+    /// [`start_tls`](Self::start_tls).
+    pub fn tls_ca_pem(&self) -> Option<&str> {
+        self.tls_cert_pem.as_deref()
     }
 
     /// The HTTP base URL without a path, e.g. `http://127.0.0.1:PORT`.
@@ -232,7 +294,7 @@ impl OtlpReceiver {
     /// This is what `OTEL_EXPORTER_OTLP_ENDPOINT` expects for OTLP/HTTP: exporters append
     /// `/v1/traces` themselves.
     pub fn http_endpoint(&self) -> String {
-        format!("http://{}", self.http_addr)
+        format!("{}://{}", self.scheme(), self.http_addr)
     }
 
     /// The full OTLP/HTTP traces URL: [`http_endpoint`](Self::http_endpoint) + `/v1/traces`.
