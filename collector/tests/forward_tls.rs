@@ -1,6 +1,6 @@
 //! Forwarding over TLS (rustls) to `https://` upstreams on loopback: the testkit receiver
 //! serves OTLP/gRPC and OTLP/HTTP with a self-signed certificate. Trusted through `ca_file`,
-//! every span arrives; without it the handshake fails, nothing is delivered, and the batch
+//! every span arrives, gzip-compressed and with the configured headers; without it the handshake fails, nothing is delivered, and the batch
 //! stays queued and is retried rather than dropped.
 
 #![allow(
@@ -32,6 +32,7 @@ async fn forwarder(
         c.storage.data_dir = dir;
         c.forwarding.endpoints = vec![endpoint];
         c.forwarding.ca_file = ca_file;
+        c.forwarding.headers = [("x-tenant".to_owned(), "acme".to_owned())].into();
         c.forwarding.retry_initial_interval_ms = 10;
         c.forwarding.retry_max_interval_ms = 50;
     })
@@ -91,6 +92,14 @@ async fn trusted_tls_upstreams_receive_every_span() {
             .wait_for_spans(FIXTURE_SPANS, Duration::from_secs(30))
             .await;
         assert_eq!(spans.len(), FIXTURE_SPANS, "over {endpoint}");
+        // Configured headers and gzip (the default) reach the upstream.
+        let request = upstream.requests().remove(0);
+        assert_eq!(request.headers["x-tenant"], "acme", "over {endpoint}");
+        let encoding = request
+            .headers
+            .get("grpc-encoding")
+            .or_else(|| request.headers.get("content-encoding"));
+        assert_eq!(encoding.unwrap(), "gzip", "over {endpoint}");
         wait_for(&c, SENT_SPANS, |v| v >= FIXTURE_SPANS as f64).await;
         c.stop().await;
     }
