@@ -31,6 +31,19 @@ pub enum StoreError {
     /// An I/O error of an on-disk engine.
     #[error("store I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// The data directory is used by another store (another collector process, or another
+    /// store of this process).
+    #[error(
+        "the data directory {} (storage.data_dir) is in use by {owner}: stop that collector or \
+         give this one another storage.data_dir",
+        dir.display()
+    )]
+    Locked {
+        /// The directory.
+        dir: std::path::PathBuf,
+        /// Who holds it (`pid N`, or this process).
+        owner: String,
+    },
 }
 
 /// An operation name with the span kind it was seen with.

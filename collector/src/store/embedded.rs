@@ -10,7 +10,11 @@
 //! wal-0000000001.log   retired WAL files whose block is being sealed (deleted once durable)
 //! seg-0000000001.tld   blocks of ~4096 spans, zstd, each with a summary and a tag filter
 //! seg-0000000002.tld   ...
+//! LOCK                 pid and start time of the process using the directory
 //! ```
+//!
+//! Opening a directory that a live process (or another store of this process) holds fails
+//! with [`StoreError::Locked`]; the `LOCK` of a crashed process is taken over.
 //!
 //! # Durability
 //!
@@ -47,6 +51,7 @@
 mod block;
 mod chunk;
 mod codec;
+mod lock;
 mod query;
 mod record;
 mod state;
@@ -135,15 +140,20 @@ pub struct EmbeddedStore {
     shared: Arc<Shared>,
     tx: SyncSender<Command>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// Released after the writer threads stopped (fields drop after [`Drop::drop`]).
+    lock: Mutex<Option<lock::DirLock>>,
 }
 
 impl EmbeddedStore {
     /// Opens (or creates) the store in `config.dir`, recovering from a crash if needed: torn
     /// tails are truncated, corrupt records skipped and logged, the WAL replayed.
     ///
-    /// Only one store may use a directory at a time.
+    /// Only one store may use a directory at a time: a directory in use fails with
+    /// [`StoreError::Locked`].
     pub fn open(config: EmbeddedConfig) -> Result<Self, StoreError> {
         let mut config = config;
+        std::fs::create_dir_all(&config.dir)?;
+        let lock = lock::DirLock::acquire(&config.dir)?;
         config.block_spans = config.block_spans.max(1);
         config.retention_check_interval = config
             .retention_check_interval
@@ -161,6 +171,7 @@ impl EmbeddedStore {
             shared,
             tx,
             writer: Mutex::new(Some(handle)),
+            lock: Mutex::new(Some(lock)),
         })
     }
 
@@ -187,6 +198,9 @@ impl EmbeddedStore {
     pub fn simulate_crash(self, mid_seal: bool) -> Result<(), StoreError> {
         let r = self.call(|reply| Command::Crash { mid_seal, reply });
         self.join();
+        if let Some(lock) = self.lock.lock().take() {
+            lock.abandon();
+        }
         r
     }
 
