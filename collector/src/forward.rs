@@ -47,7 +47,7 @@ use self::sender::Sender;
 use self::tls::TlsError;
 use crate::model::SpanBatch;
 use crate::pipeline::SubmitError;
-use crate::store::SpanStore;
+use crate::store::{SpanStore, StoreError};
 
 /// Directory of the queues, under the data directory.
 pub const QUEUE_DIR: &str = "forward";
@@ -160,8 +160,13 @@ impl Forwarder {
 
     /// Encodes the batch once and hands it to every queue's commit thread.
     pub fn append(&self, batch: &SpanBatch) -> Result<Appended, ForwardError> {
-        let payload = Bytes::from(encode::encode_spans(&batch.spans));
         let spans = u32::try_from(batch.len()).unwrap_or(u32::MAX);
+        self.append_payload(&Bytes::from(encode::encode_spans(&batch.spans)), spans)
+    }
+
+    /// Hands an encoded `ExportTraceServiceRequest` of `spans` spans to every queue's commit
+    /// thread (the received request's bytes, or [`encode::encode_spans`]).
+    pub fn append_payload(&self, payload: &Bytes, spans: u32) -> Result<Appended, ForwardError> {
         let pending = self
             .upstreams
             .iter()
@@ -179,6 +184,23 @@ impl Forwarder {
     ) -> Result<(), SubmitError> {
         let appended = self.append(&batch).map_err(SubmitError::Forward)?;
         let stored = store.write_batch(batch);
+        let queued = appended.wait();
+        stored?;
+        queued.map_err(SubmitError::Forward)
+    }
+
+    /// Like [`write_through`](Self::write_through) with the payload already encoded and the
+    /// store write given as `store_write` (a prepared batch).
+    pub fn write_payload_through(
+        &self,
+        payload: &Bytes,
+        spans: u32,
+        store_write: impl FnOnce() -> Result<(), StoreError>,
+    ) -> Result<(), SubmitError> {
+        let appended = self
+            .append_payload(payload, spans)
+            .map_err(SubmitError::Forward)?;
+        let stored = store_write();
         let queued = appended.wait();
         stored?;
         queued.map_err(SubmitError::Forward)

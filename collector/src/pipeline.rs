@@ -10,18 +10,27 @@
 //! A few worker threads drain the queue, so store writes never run on the async runtime. Several
 //! writers matter for the durable store: it commits the batches of concurrent writers with one
 //! fsync (group commit), so one writer would pay a whole fsync per batch.
+//!
+//! Encode once, on the receiving thread: when the store can [`prepare`](SpanStore::prepare) a
+//! batch (the embedded store encodes it into its WAL record; the null store keeps nothing),
+//! [`submit`](PipelineSender::submit) does that, and encodes the forward queues' payload (or
+//! takes the received request's bytes), on the caller's thread, where the spans were just
+//! decoded and are still in cache; the derived metrics observe the batch there too, and it is
+//! freed there at once. Only bytes cross to the worker.
+//! A store that keeps the spans themselves (memory) gets the batch as before.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
+use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::derived::Derived;
-use crate::forward::{ForwardError, Forwarder};
+use crate::forward::{ForwardError, Forwarder, encode};
 use crate::metrics::Metrics;
 use crate::model::SpanBatch;
-use crate::store::{SpanStore, StoreError};
+use crate::store::{Prepared, SpanStore, StoreError};
 
 /// Why a batch was not stored.
 #[derive(Debug, thiserror::Error)]
@@ -41,9 +50,37 @@ pub enum SubmitError {
     Forward(#[from] ForwardError),
 }
 
+/// What a worker writes.
+#[derive(Debug)]
+enum Work {
+    /// The spans themselves, for a store that keeps them.
+    Batch(SpanBatch),
+    /// A batch prepared on the submitting thread (the spans stayed there).
+    Prepared { prepared: Prepared, spans: usize },
+}
+
+impl Work {
+    fn spans(&self) -> usize {
+        match self {
+            Self::Batch(b) => b.len(),
+            Self::Prepared { spans, .. } => *spans,
+        }
+    }
+}
+
+/// Set once at startup ([`PipelineWorker::with_derived`], [`PipelineWorker::with_forward`]),
+/// read by the workers and the senders.
+#[derive(Debug, Default)]
+struct Hooks {
+    derived: OnceLock<Arc<Derived>>,
+    forward: OnceLock<Arc<Forwarder>>,
+}
+
 #[derive(Debug)]
 struct Envelope {
-    batch: SpanBatch,
+    work: Work,
+    /// The batch as an `ExportTraceServiceRequest`, when forwarding.
+    payload: Option<Bytes>,
     ack: oneshot::Sender<Result<(), SubmitError>>,
     /// Returns the batch's spans to the budget when the envelope is done with (or dropped).
     budget: SpanRelease,
@@ -66,6 +103,8 @@ impl Drop for SpanRelease {
 pub struct PipelineSender {
     tx: mpsc::Sender<Envelope>,
     spans: Arc<SpanBudget>,
+    store: Arc<dyn SpanStore>,
+    hooks: Arc<Hooks>,
 }
 
 /// Spans admitted to the queue and not yet written.
@@ -94,18 +133,64 @@ impl SpanBudget {
 impl PipelineSender {
     /// Queues a batch and waits until the store has it. Never waits for queue space.
     pub async fn submit(&self, batch: SpanBatch) -> Result<(), SubmitError> {
+        self.submit_request(batch, None).await
+    }
+
+    /// Like [`submit`](Self::submit); `request` is the batch as received, an encoded
+    /// `ExportTraceServiceRequest` holding exactly the batch's spans, which the forward queues
+    /// then store as is instead of re-encoding the batch.
+    pub async fn submit_request(
+        &self,
+        batch: SpanBatch,
+        request: Option<Bytes>,
+    ) -> Result<(), SubmitError> {
         let spans = batch.len();
         if !self.spans.admit(spans) {
             return Err(SubmitError::Full);
         }
+        let budget = SpanRelease {
+            budget: Arc::clone(&self.spans),
+            spans,
+        };
+        if self.tx.capacity() == 0 {
+            return Err(if self.tx.is_closed() {
+                SubmitError::Closed
+            } else {
+                SubmitError::Full
+            });
+        }
+        // A forward queue at its disk cap refuses the batch before anything sees it.
+        if let Some(forward) = self.hooks.forward.get()
+            && !forward.admit(spans)
+        {
+            return Err(SubmitError::Full);
+        }
+        // The encoding work, on this thread (see the module docs).
+        let payload = match self.hooks.forward.get() {
+            Some(_) => {
+                Some(request.unwrap_or_else(|| Bytes::from(encode::encode_spans(&batch.spans))))
+            }
+            None => {
+                drop(request); // not held while the store writes
+                None
+            }
+        };
+        let work = match self.store.prepare(&batch) {
+            Some(prepared) => {
+                if let Some(derived) = self.hooks.derived.get() {
+                    derived.observe(&batch);
+                }
+                drop(batch); // here, while hot, on the thread that allocated it
+                Work::Prepared { prepared, spans }
+            }
+            None => Work::Batch(batch),
+        };
         let (ack, done) = oneshot::channel();
         let sent = self.tx.try_send(Envelope {
-            batch,
+            work,
+            payload,
             ack,
-            budget: SpanRelease {
-                budget: Arc::clone(&self.spans),
-                spans,
-            },
+            budget,
         });
         sent.map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => SubmitError::Full,
@@ -147,8 +232,7 @@ pub struct PipelineWorker {
     rx: Arc<parking_lot::Mutex<mpsc::Receiver<Envelope>>>,
     store: Arc<dyn SpanStore>,
     metrics: Arc<Metrics>,
-    derived: Option<Arc<Derived>>,
-    forward: Option<Arc<Forwarder>>,
+    hooks: Arc<Hooks>,
 }
 
 /// Creates a pipeline holding at most `capacity` (≥ 1) batches and `max_spans` spans.
@@ -164,31 +248,43 @@ pub fn pipeline(
         queued: AtomicUsize::new(0),
         max: max_spans.max(1),
     });
+    let hooks = Arc::new(Hooks::default());
     (
-        PipelineSender { tx, spans },
+        PipelineSender {
+            tx,
+            spans,
+            store: Arc::clone(&store),
+            hooks: Arc::clone(&hooks),
+        },
         PipelineWorker {
             rx,
             store,
             metrics,
-            derived: None,
-            forward: None,
+            hooks,
         },
     )
 }
 
 impl PipelineWorker {
-    /// Also feeds every batch to the derived metrics, before it is written.
+    /// Also feeds every batch to the derived metrics, before it is written (on the submitting
+    /// thread for a prepared batch). Call before the first submit; only the first call with
+    /// `Some` counts.
     #[must_use]
-    pub fn with_derived(mut self, derived: Option<Arc<Derived>>) -> Self {
-        self.derived = derived;
+    pub fn with_derived(self, derived: Option<Arc<Derived>>) -> Self {
+        if let Some(d) = derived {
+            let _ = self.hooks.derived.set(d);
+        }
         self
     }
 
     /// Also appends every batch to the forward queues; the ack then waits for the store and
-    /// the queues (see [`Forwarder::write_through`]).
+    /// the queues (see [`Forwarder::write_payload_through`]). Call before the first submit;
+    /// only the first call with `Some` counts.
     #[must_use]
-    pub fn with_forward(mut self, forward: Option<Arc<Forwarder>>) -> Self {
-        self.forward = forward;
+    pub fn with_forward(self, forward: Option<Arc<Forwarder>>) -> Self {
+        if let Some(f) = forward {
+            let _ = self.hooks.forward.set(f);
+        }
         self
     }
 
@@ -201,8 +297,7 @@ impl PipelineWorker {
                     rx: Arc::clone(&self.rx),
                     store: Arc::clone(&self.store),
                     metrics: Arc::clone(&self.metrics),
-                    derived: self.derived.clone(),
-                    forward: self.forward.clone(),
+                    hooks: Arc::clone(&self.hooks),
                 };
                 std::thread::Builder::new()
                     .name(format!("pipeline-{i}"))
@@ -222,25 +317,18 @@ impl PipelineWorker {
         loop {
             // The lock is held only while waiting for the next batch, not while writing it.
             let next = self.rx.lock().blocking_recv();
-            let Some(Envelope { batch, ack, budget }) = next else {
+            let Some(Envelope {
+                work,
+                payload,
+                ack,
+                budget,
+            }) = next
+            else {
                 break;
             };
-            // A forward queue at its disk cap refuses the batch before anything sees it.
-            if let Some(forward) = &self.forward
-                && !forward.admit(batch.len())
-            {
-                drop(budget);
-                let _ = ack.send(Err(SubmitError::Full));
-                continue;
-            }
-            if let Some(derived) = &self.derived {
-                derived.observe(&batch);
-            }
+            let forward = self.hooks.forward.get();
             let started = Instant::now();
-            let result = match &self.forward {
-                Some(forward) => forward.write_through(batch, &*self.store),
-                None => self.store.write_batch(batch).map_err(SubmitError::Store),
-            };
+            let result = self.write(work, forward, payload);
             drop(budget);
             self.metrics.store_write_latency(started.elapsed());
             if let Err(e) = &result {
@@ -251,5 +339,40 @@ impl PipelineWorker {
             batches += 1;
         }
         tracing::debug!(batches, "pipeline drained");
+    }
+
+    fn write(
+        &self,
+        work: Work,
+        forward: Option<&Arc<Forwarder>>,
+        payload: Option<Bytes>,
+    ) -> Result<(), SubmitError> {
+        let spans = u32::try_from(work.spans()).unwrap_or(u32::MAX);
+        match work {
+            Work::Batch(batch) => {
+                if let Some(derived) = self.hooks.derived.get() {
+                    derived.observe(&batch);
+                }
+                match (forward, payload) {
+                    (Some(f), Some(p)) => {
+                        f.write_payload_through(&p, spans, || self.store.write_batch(batch))
+                    }
+                    (Some(f), None) => f.write_through(batch, &*self.store),
+                    (None, _) => self.store.write_batch(batch).map_err(SubmitError::Store),
+                }
+            }
+            Work::Prepared { prepared, .. } => match (forward, payload) {
+                (Some(f), Some(p)) => {
+                    f.write_payload_through(&p, spans, || self.store.write_prepared(prepared))
+                }
+                // Forwarding was set up after this batch was submitted (startup misuse):
+                // refuse rather than store without forwarding; the client retries.
+                (Some(_), None) => Err(SubmitError::Closed),
+                (None, _) => self
+                    .store
+                    .write_prepared(prepared)
+                    .map_err(SubmitError::Store),
+            },
+        }
     }
 }

@@ -12,6 +12,8 @@ pub mod limits;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -74,6 +76,17 @@ impl Ingest {
         protocol: Protocol,
         request: ExportTraceServiceRequest,
     ) -> Result<ExportTraceServiceResponse, IngestError> {
+        self.export_encoded(protocol, request, None).await
+    }
+
+    /// Like [`export`](Self::export); `encoded` is the protobuf the request was decoded from,
+    /// forwarded as is when every span is valid (no re-encoding).
+    pub async fn export_encoded(
+        &self,
+        protocol: Protocol,
+        request: ExportTraceServiceRequest,
+        encoded: Option<Bytes>,
+    ) -> Result<ExportTraceServiceResponse, IngestError> {
         let converted = convert_request(request);
         let valid = converted.batch.len() as u64;
         self.metrics
@@ -83,7 +96,8 @@ impl Ingest {
                 .spans_refused(protocol, RefusalReason::InvalidSpan, converted.rejected);
         }
         if valid > 0 {
-            if let Err(e) = self.pipeline.submit(converted.batch).await {
+            let encoded = encoded.filter(|_| converted.rejected == 0);
+            if let Err(e) = self.pipeline.submit_request(converted.batch, encoded).await {
                 let (reason, error) = match e {
                     SubmitError::Full => (RefusalReason::Backpressure, IngestError::Backpressure),
                     SubmitError::Closed => (RefusalReason::ShuttingDown, IngestError::ShuttingDown),

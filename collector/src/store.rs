@@ -116,6 +116,24 @@ pub struct StoreStats {
     pub bytes: u64,
 }
 
+/// A batch whose write work (encoding, summaries) was done ahead on the caller's thread by
+/// [`SpanStore::prepare`]; written with [`SpanStore::write_prepared`] by the same store.
+#[derive(Debug)]
+pub struct Prepared(PreparedInner);
+
+#[derive(Debug)]
+enum PreparedInner {
+    Embedded(embedded::PreparedChunk),
+    Nothing,
+}
+
+impl Prepared {
+    /// A batch the store keeps nothing of (the null store).
+    pub(crate) fn nothing() -> Self {
+        Self(PreparedInner::Nothing)
+    }
+}
+
 /// A span store. See the module docs for the threading and durability contract.
 ///
 /// Search results are ordered newest first: by the start time of the newest matching span,
@@ -123,6 +141,24 @@ pub struct StoreStats {
 pub trait SpanStore: Send + Sync + fmt::Debug + 'static {
     /// Stores a batch; once this returns `Ok` the spans may be acknowledged to the sender.
     fn write_batch(&self, batch: SpanBatch) -> Result<(), StoreError>;
+    /// Does the CPU work of writing `batch` on the calling thread (the receiver's, where the
+    /// spans were just built and are still in cache), so that the batch can be freed there;
+    /// `None` (the default) when the store keeps the spans themselves (use
+    /// [`write_batch`](Self::write_batch)).
+    fn prepare(&self, batch: &SpanBatch) -> Option<Prepared> {
+        let _ = batch;
+        None
+    }
+    /// Stores a batch prepared by this store's [`prepare`](Self::prepare); same contract as
+    /// [`write_batch`](Self::write_batch).
+    fn write_prepared(&self, prepared: Prepared) -> Result<(), StoreError> {
+        match prepared.0 {
+            PreparedInner::Nothing => Ok(()),
+            PreparedInner::Embedded(_) => Err(StoreError::Io(std::io::Error::other(
+                "a batch prepared by the embedded store was written to another store",
+            ))),
+        }
+    }
     /// All spans of one trace, or `None`.
     fn get_trace(&self, trace_id: TraceId) -> Result<Option<Trace>, StoreError>;
     /// Service names, sorted.

@@ -152,11 +152,17 @@ async fn handle(state: &HttpState, headers: &HeaderMap, body: Body) -> Response 
         Ok(plain) => plain,
         Err(e) => return body_error(e),
     };
-    let decoded = match format {
-        Format::Protobuf => {
-            ExportTraceServiceRequest::decode(plain).map_err(|e| format!("invalid protobuf: {e}"))
-        }
-        Format::Json => json::decode_request(&plain).map_err(|e| e.to_string()),
+    // A protobuf body is kept (a reference count, no copy) for the forward queues.
+    let (decoded, encoded) = match format {
+        Format::Protobuf => (
+            ExportTraceServiceRequest::decode(plain.clone())
+                .map_err(|e| format!("invalid protobuf: {e}")),
+            Some(plain),
+        ),
+        Format::Json => (
+            json::decode_request(&plain).map_err(|e| e.to_string()),
+            None,
+        ),
     };
     let request = match decoded {
         Ok(r) => r,
@@ -170,7 +176,11 @@ async fn handle(state: &HttpState, headers: &HeaderMap, body: Body) -> Response 
             );
         }
     };
-    match state.ingest.export(Protocol::Http, request).await {
+    match state
+        .ingest
+        .export_encoded(Protocol::Http, request, encoded)
+        .await
+    {
         Ok(response) => success_response(format, &response),
         Err(e) => {
             let mut response = status_response(

@@ -224,6 +224,39 @@ impl Drop for EmbeddedStore {
     }
 }
 
+/// A batch encoded and summarised ahead of its write ([`SpanStore::prepare`]).
+#[derive(Debug)]
+pub(crate) struct PreparedChunk {
+    chunk: chunk::Chunk,
+    crc: u32,
+}
+
+impl PreparedChunk {
+    /// Encodes and summarises a batch (the work of a write that needs the spans).
+    fn new(batch: &SpanBatch) -> Self {
+        let data = codec::encode_spans(&batch.spans);
+        let crc = record::crc(&data);
+        let sum = chunk::Summary::of(&batch.spans);
+        Self {
+            chunk: chunk::Chunk { data, sum },
+            crc,
+        }
+    }
+}
+
+impl EmbeddedStore {
+    fn write_chunk(&self, prepared: PreparedChunk) -> Result<(), StoreError> {
+        if prepared.chunk.sum.spans == 0 {
+            return Ok(());
+        }
+        self.call(|reply| Command::Write {
+            chunk: prepared.chunk,
+            crc: prepared.crc,
+            reply,
+        })
+    }
+}
+
 impl SpanStore for EmbeddedStore {
     fn write_batch(&self, batch: SpanBatch) -> Result<(), StoreError> {
         if batch.is_empty() {
@@ -231,15 +264,22 @@ impl SpanStore for EmbeddedStore {
         }
         // Encoded and summarised once, here, while the spans are hot in this thread's cache;
         // the spans are freed here too. The store's threads only see the chunk.
-        let data = codec::encode_spans(&batch.spans);
-        let crc = record::crc(&data);
-        let sum = chunk::Summary::of(&batch.spans);
+        let prepared = PreparedChunk::new(&batch);
         drop(batch);
-        self.call(|reply| Command::Write {
-            chunk: chunk::Chunk { data, sum },
-            crc,
-            reply,
-        })
+        self.write_chunk(prepared)
+    }
+
+    fn prepare(&self, batch: &SpanBatch) -> Option<super::Prepared> {
+        Some(super::Prepared(super::PreparedInner::Embedded(
+            PreparedChunk::new(batch),
+        )))
+    }
+
+    fn write_prepared(&self, prepared: super::Prepared) -> Result<(), StoreError> {
+        match prepared.0 {
+            super::PreparedInner::Embedded(p) => self.write_chunk(p),
+            super::PreparedInner::Nothing => Ok(()),
+        }
     }
 
     fn get_trace(&self, trace_id: TraceId) -> Result<Option<Trace>, StoreError> {

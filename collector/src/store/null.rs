@@ -13,6 +13,10 @@ impl SpanStore for NullStore {
         Ok(())
     }
 
+    fn prepare(&self, _batch: &SpanBatch) -> Option<super::Prepared> {
+        Some(super::Prepared::nothing())
+    }
+
     fn get_trace(&self, _trace_id: TraceId) -> Result<Option<Trace>, StoreError> {
         Ok(None)
     }
