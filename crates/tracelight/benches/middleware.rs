@@ -24,65 +24,28 @@
 //! `bench/compare.sh` counts all of it.
 //!
 //! Run: `cargo bench -p tracelight --bench middleware -- --warm-up-time 1 --measurement-time 3`,
-//! then `bench/criterion-summary.sh` prints the times and the deltas to `bare`.
+//! then `bench/criterion-summary.sh` prints the times and the deltas to `bare`. Allocations per
+//! request of the same variants: `cargo bench -p tracelight --bench allocations` (a separate
+//! binary, so that its counting allocator does not slow down the timed one).
+//!
+//! On a busy machine, `TRACELIGHT_BENCH_INTERLEAVED=30 cargo bench -p tracelight --bench
+//! middleware` runs the variants interleaved instead (30 rounds of 5,000 requests each, every
+//! variant once per round) and prints the median of the per-round deltas to `bare`: paired
+//! deltas cancel most of the drift a shared machine adds between criterion's back-to-back
+//! groups.
 
-use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
-use axum::extract::Path;
-use axum::routing::get;
 use cpu_time::ThreadTime;
 use criterion::Criterion;
-use http::Request;
 use tower::ServiceExt as _;
-use tracelight::{LogFormat, Protocol, Sampler, Telemetry, TracesExporter};
-use tracelight_testkit::OtlpReceiver;
 
-async fn hello(Path(id): Path<u32>) -> &'static str {
-    tracing::info!(id, "hello");
-    "hello"
-}
+#[path = "support/app.rs"]
+mod app;
 
-fn router() -> Router {
-    Router::new().route("/hello/{id}", get(hello))
-}
-
-fn request() -> Request<Body> {
-    Request::get("/hello/42")
-        .header(http::header::HOST, "127.0.0.1:3000")
-        .header(http::header::USER_AGENT, "bench")
-        .body(Body::empty())
-        .expect("a valid request")
-}
-
-fn telemetry(sampler: Sampler, receiver_url: &str) -> Telemetry {
-    tracelight::builder("bench")
-        .sampler(sampler)
-        .traces_exporter(TracesExporter::Otlp)
-        .protocol(Protocol::HttpProtobuf)
-        .endpoint(receiver_url)
-        .log_format(LogFormat::Json)
-        .log_writer(std::io::sink)
-        .env(HashMap::<String, String>::new())
-        .build()
-        .expect("telemetry builds")
-}
-
-/// Starts the OTLP receiver on a thread of its own, so its work does not run on the bench
-/// thread. Returns the receiver handle (for `clear`) and the runtime keeping it alive.
-fn start_receiver() -> (OtlpReceiver, tokio::runtime::Runtime) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("otlp-receiver")
-        .enable_all()
-        .build()
-        .expect("receiver runtime");
-    let receiver = rt.block_on(OtlpReceiver::start());
-    (receiver, rt)
-}
+use app::{request, start_receiver};
 
 /// CPU time of `iters` requests through `app`, on a current-thread runtime driven from this
 /// thread.
@@ -104,25 +67,13 @@ fn run(rt: &tokio::runtime::Runtime, app: &Router, iters: u64) -> Duration {
 fn middleware(c: &mut Criterion) {
     let (receiver, receiver_rt) = start_receiver();
     let url = receiver.http_traces_url();
-    let sampled = telemetry(Sampler::AlwaysOn, &url);
-    let unsampled = telemetry(Sampler::AlwaysOff, &url);
+    let (sampled, unsampled) = app::telemetries(&url);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("bench runtime");
 
-    // `sampled` runs last: its batch processor and the receiver keep working for a while after
-    // it (export, decoding), which would disturb whatever ran next.
-    let variants: [(&str, &Telemetry, Router); 4] = [
-        ("bare", &sampled, router()),
-        (
-            "metrics_only",
-            &sampled,
-            router().layer(sampled.layer_builder().spans(false).build()),
-        ),
-        ("unsampled", &unsampled, router().layer(unsampled.layer())),
-        ("sampled", &sampled, router().layer(sampled.layer())),
-    ];
+    let variants = app::variants(&sampled, &unsampled);
 
     let mut group = c.benchmark_group("middleware");
     for (name, telemetry, app) in &variants {
@@ -144,8 +95,100 @@ fn middleware(c: &mut Criterion) {
     drop(receiver_rt);
 }
 
+/// Paired measurement for a busy machine: `ROUNDS` rounds, each running every variant for
+/// `PER_ROUND` requests back to back, so that the variants of one round see the same machine
+/// state. Prints the median over rounds of each variant's CPU time per request and of its
+/// per-round delta to `bare`.
+fn interleaved(rounds: usize, per_round: u64) {
+    let (receiver, receiver_rt) = start_receiver();
+    let url = receiver.http_traces_url();
+    let (sampled, unsampled) = app::telemetries(&url);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("bench runtime");
+    let variants = app::variants(&sampled, &unsampled);
+    let mut times: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); variants.len()];
+    for round in 0..=rounds {
+        for ((_, telemetry, app), out) in variants.iter().zip(&mut times) {
+            let _default = tracing::dispatcher::set_default(telemetry.dispatch());
+            let elapsed = run(&rt, app, per_round);
+            receiver.clear();
+            // Round 0 warms up.
+            if round > 0 {
+                out.push(elapsed.as_secs_f64() * 1e6 / per_round as f64);
+            }
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    println!(
+        "| variant | µs/request, median of {rounds} rounds | Δ vs bare, median of per-round deltas |"
+    );
+    println!("|---|---:|---:|");
+    for ((name, _, _), t) in variants.iter().zip(&times) {
+        let deltas = t.iter().zip(&times[0]).map(|(v, b)| v - b).collect();
+        println!(
+            "| {name} | {:.2} | {:+.2} |",
+            median(t.clone()),
+            median(deltas)
+        );
+    }
+    drop(variants);
+    drop(sampled);
+    drop(unsampled);
+    drop(receiver);
+    drop(receiver_rt);
+}
+
+/// Runs `n` requests of one variant (after 500 of warm-up) and nothing else: for counting
+/// instructions with `valgrind --tool=callgrind`, whose counts, unlike times, do not depend on
+/// what else the machine is running. See `bench/instructions.sh`.
+fn requests_only(variant: &str, n: u64) {
+    let (receiver, receiver_rt) = start_receiver();
+    let url = receiver.http_traces_url();
+    let (sampled, unsampled) = app::telemetries(&url);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("bench runtime");
+    let variants = app::variants(&sampled, &unsampled);
+    if let Some((_, telemetry, app)) = variants.iter().find(|(name, _, _)| *name == variant) {
+        let _default = tracing::dispatcher::set_default(telemetry.dispatch());
+        run(&rt, app, 500);
+        run(&rt, app, n);
+    }
+    drop(variants);
+    drop(sampled);
+    drop(unsampled);
+    drop(receiver);
+    drop(receiver_rt);
+}
+
 // What `criterion_group!`/`criterion_main!` expand to, minus their undocumented `pub fn`.
 fn main() {
+    // `TRACELIGHT_BENCH_REQUESTS=VARIANT:N`: only run N requests of one variant.
+    if let Some((variant, n)) = std::env::var("TRACELIGHT_BENCH_REQUESTS")
+        .ok()
+        .and_then(|v| {
+            v.split_once(':')
+                .map(|(a, b)| (a.to_owned(), b.parse().ok()))
+        })
+        .and_then(|(a, b)| Some((a, b?)))
+    {
+        requests_only(&variant, n);
+        return;
+    }
+    // `TRACELIGHT_BENCH_INTERLEAVED=ROUNDS` (e.g. 30): the paired measurement instead of criterion.
+    if let Some(rounds) = std::env::var("TRACELIGHT_BENCH_INTERLEAVED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        interleaved(rounds, 5_000);
+        return;
+    }
     let mut c = Criterion::default().configure_from_args();
     middleware(&mut c);
     c.final_summary();

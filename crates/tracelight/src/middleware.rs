@@ -40,7 +40,7 @@
 pub mod classify;
 mod future;
 mod layer;
-mod route;
+pub(crate) mod route;
 mod service;
 
 pub use future::ResponseFuture;

@@ -1,6 +1,7 @@
 //! [`Telemetry`]: the handle `init` returns. It hands out the middleware, the client and the
 //! `/metrics` route, and flushes on shutdown.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -22,7 +23,8 @@ pub struct Telemetry {
     metrics: MetricsHandle,
     propagators: Propagators,
     dispatch: tracing::Dispatch,
-    shut_down: AtomicBool,
+    /// Shared with the layers, which stop making span ids of their own once it is set.
+    shut_down: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -49,7 +51,7 @@ impl Telemetry {
             metrics,
             propagators,
             dispatch,
-            shut_down: AtomicBool::new(false),
+            shut_down: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -65,6 +67,7 @@ impl Telemetry {
             self.metrics.clone(),
             self.tracer.clone(),
             self.config.sampler,
+            self.shut_down.clone(),
         )
     }
 

@@ -17,6 +17,7 @@ use crate::error::InitError;
 use crate::metrics::SelfMetrics;
 
 mod context;
+pub(crate) mod ids;
 
 pub use self::context::current_context;
 pub(crate) use self::context::{

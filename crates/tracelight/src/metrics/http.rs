@@ -14,6 +14,7 @@ use parking_lot::RwLock;
 
 use super::MetricsHandle;
 use super::names::*;
+use crate::middleware::route::{InternedRoute, MAX_INTERNED_ROUTES};
 
 /// Normalised request methods: the nine standard ones, then `_OTHER`.
 pub(crate) const METHODS: [&str; 10] = [
@@ -120,21 +121,86 @@ impl From<&SeriesQuery<'_>> for SeriesKey {
     }
 }
 
+/// Histogram slots per route: distinct (method, scheme, status) seen on one route. A route
+/// rarely sees more than a handful; past this the series go to the shared, locked map.
+const ROUTE_SLOTS: usize = 32;
+
+/// The duration histograms of one route, by (method, scheme, status): a small open-addressed
+/// table whose slots are written once, so lookups take no lock and clone nothing.
+#[derive(Debug)]
+struct RouteSeries {
+    slots: [OnceLock<(u32, Histogram)>; ROUTE_SLOTS],
+}
+
+impl RouteSeries {
+    fn new() -> Self {
+        Self {
+            slots: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
+
+    /// The histogram for `key`, registering it in the first free slot of its probe sequence;
+    /// `None` when the table is full (the caller falls back to the shared map).
+    fn get_or_register(
+        &self,
+        key: u32,
+        register: impl FnOnce() -> Histogram,
+    ) -> Option<&Histogram> {
+        let mut register = Some(register);
+        // Fibonacci hashing of the packed key; slots fill once and are never cleared, so a key
+        // is always found before the first free slot of its sequence.
+        let start = (key.wrapping_mul(0x9E37_79B9) >> 27) as usize;
+        for i in 0..ROUTE_SLOTS {
+            let slot = &self.slots[(start + i) % ROUTE_SLOTS];
+            let (k, h) = match slot.get() {
+                Some(entry) => entry,
+                None => slot.get_or_init(|| {
+                    let register = register.take().unwrap_or_else(|| unreachable!());
+                    (key, register())
+                }),
+            };
+            if *k == key {
+                return Some(h);
+            }
+        }
+        None
+    }
+}
+
 /// Server-side RED instruments.
 #[derive(Debug)]
 pub(crate) struct ServerMetrics {
     handle: MetricsHandle,
-    durations: HistogramCache,
+    /// Per interned route (indexed by [`InternedRoute::id`]), created on the route's first
+    /// request.
+    routes: Box<[OnceLock<Box<RouteSeries>>]>,
+    /// Requests that matched no route.
+    unmatched: RouteSeries,
+    /// Routes past the interning cap, and full route tables.
+    overflow: HistogramCache,
     /// `http_server_active_requests`, by method × scheme, registered on first use so that
     /// methods never seen do not show up as zero series.
     active: [OnceLock<Gauge>; METHODS.len() * SCHEMES.len()],
+}
+
+/// The route label of a request, resolved once when the request arrives.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum RouteLabel<'a> {
+    /// An interned template.
+    Interned(&'static InternedRoute),
+    /// A template past the interning cap.
+    Text(&'a str),
+    /// No route matched: [`UNMATCHED_ROUTE`].
+    Unmatched,
 }
 
 impl ServerMetrics {
     pub(crate) fn new(handle: MetricsHandle) -> Self {
         Self {
             handle,
-            durations: HistogramCache::default(),
+            routes: (0..MAX_INTERNED_ROUTES).map(|_| OnceLock::new()).collect(),
+            unmatched: RouteSeries::new(),
+            overflow: HistogramCache::default(),
             active: std::array::from_fn(|_| OnceLock::new()),
         }
     }
@@ -154,8 +220,43 @@ impl ServerMetrics {
         })
     }
 
-    /// The duration histogram of one series. `status` is `None` when no response was produced.
-    pub(crate) fn duration(
+    /// Records one request duration. `status` is 0 when no response was produced; `error` is
+    /// whether the request counts as failed (5xx or no response).
+    pub(crate) fn record_duration(
+        &self,
+        route: RouteLabel<'_>,
+        method: u8,
+        scheme: u8,
+        status: u16,
+        error: bool,
+        seconds: f64,
+    ) {
+        let key = u32::from(method) | u32::from(scheme) << 4 | u32::from(status) << 5;
+        let key = key | u32::from(error) << 31;
+        let text = match route {
+            RouteLabel::Interned(r) => r.route,
+            RouteLabel::Text(t) => t,
+            RouteLabel::Unmatched => UNMATCHED_ROUTE,
+        };
+        let register = || self.register_duration(text, method, scheme, status, error);
+        let table = match route {
+            RouteLabel::Interned(r) => self
+                .routes
+                .get(r.id)
+                .map(|t| &**t.get_or_init(|| Box::new(RouteSeries::new()))),
+            RouteLabel::Unmatched => Some(&self.unmatched),
+            RouteLabel::Text(_) => None,
+        };
+        if let Some(h) = table.and_then(|t| t.get_or_register(key, register)) {
+            h.record(seconds);
+            return;
+        }
+        self.overflow
+            .get_or_register(text, u64::from(key), register)
+            .record(seconds);
+    }
+
+    fn register_duration(
         &self,
         route: &str,
         method: u8,
@@ -163,39 +264,33 @@ impl ServerMetrics {
         status: u16,
         error: bool,
     ) -> Histogram {
-        let packed = u64::from(method)
-            | u64::from(scheme) << 8
-            | u64::from(status) << 16
-            | u64::from(error) << 32;
-        self.durations.get_or_register(route, packed, || {
-            let mut labels = vec![
-                Label::from_static_parts(
-                    LABEL_HTTP_REQUEST_METHOD,
-                    METHODS[usize::from(method).min(9)],
-                ),
-                Label::new(LABEL_HTTP_ROUTE, route.to_owned()),
-            ];
-            // Status 0: the service failed without a response (semconv: no status attribute).
-            if status != 0 {
-                labels.push(Label::new(
-                    LABEL_HTTP_RESPONSE_STATUS_CODE,
-                    status.to_string(),
-                ));
-            }
-            labels.push(Label::from_static_parts(
-                LABEL_URL_SCHEME,
-                SCHEMES[usize::from(scheme).min(1)],
+        let mut labels = vec![
+            Label::from_static_parts(
+                LABEL_HTTP_REQUEST_METHOD,
+                METHODS[usize::from(method).min(9)],
+            ),
+            Label::new(LABEL_HTTP_ROUTE, route.to_owned()),
+        ];
+        // Status 0: the service failed without a response (semconv: no status attribute).
+        if status != 0 {
+            labels.push(Label::new(
+                LABEL_HTTP_RESPONSE_STATUS_CODE,
+                status.to_string(),
             ));
-            if error {
-                let error_type = if status == 0 {
-                    OTHER_METHOD.to_owned()
-                } else {
-                    status.to_string()
-                };
-                labels.push(Label::new(LABEL_ERROR_TYPE, error_type));
-            }
-            self.handle.histogram(HTTP_SERVER_REQUEST_DURATION, labels)
-        })
+        }
+        labels.push(Label::from_static_parts(
+            LABEL_URL_SCHEME,
+            SCHEMES[usize::from(scheme).min(1)],
+        ));
+        if error {
+            let error_type = if status == 0 {
+                OTHER_METHOD.to_owned()
+            } else {
+                status.to_string()
+            };
+            labels.push(Label::new(LABEL_ERROR_TYPE, error_type));
+        }
+        self.handle.histogram(HTTP_SERVER_REQUEST_DURATION, labels)
     }
 }
 
@@ -301,15 +396,42 @@ mod tests {
     fn series_are_registered_once_and_reused() {
         let handle = MetricsHandle::new("svc");
         let m = ServerMetrics::new(handle.clone());
-        m.duration("/a/{id}", 2, 0, 200, false).record(0.01);
-        m.duration("/a/{id}", 2, 0, 200, false).record(0.02);
-        m.duration("/a/{id}", 2, 0, 500, true).record(0.03);
-        m.duration("/b", 2, 0, 200, false).record(0.04);
-        assert_eq!(m.durations.len(), 3);
+        let a = RouteLabel::Interned(crate::middleware::route::interned("/a/{id}").unwrap());
+        m.record_duration(a, 2, 0, 200, false, 0.01);
+        m.record_duration(a, 2, 0, 200, false, 0.02);
+        m.record_duration(a, 2, 0, 500, true, 0.03);
+        m.record_duration(RouteLabel::Text("/b"), 2, 0, 200, false, 0.04);
+        m.record_duration(RouteLabel::Unmatched, 2, 0, 404, false, 0.05);
+        assert_eq!(m.overflow.len(), 1);
         let text = handle.render();
         assert!(text.contains(
             "http_server_request_duration_seconds_count{service_name=\"svc\",http_request_method=\"GET\",http_route=\"/a/{id}\",http_response_status_code=\"200\",url_scheme=\"http\"} 2"
         ), "{text}");
         assert!(text.contains("error_type=\"500\"} 1"), "{text}");
+        assert!(text.contains("http_route=\"/b\""), "{text}");
+        assert!(
+            text.contains("http_route=\"unmatched\",http_response_status_code=\"404\""),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_full_route_table_overflows_to_the_shared_map() {
+        let handle = MetricsHandle::new("svc");
+        let m = ServerMetrics::new(handle.clone());
+        let r = RouteLabel::Interned(crate::middleware::route::interned("/full").unwrap());
+        for status in 200..(200 + ROUTE_SLOTS as u16 + 3) {
+            m.record_duration(r, 2, 0, status, false, 0.01);
+            m.record_duration(r, 2, 0, status, false, 0.01);
+        }
+        assert_eq!(m.overflow.len(), 3);
+        let text = handle.render();
+        let counts = text
+            .lines()
+            .filter(|l| l.starts_with("http_server_request_duration_seconds_count"))
+            .filter(|l| l.contains("http_route=\"/full\""))
+            .inspect(|l| assert!(l.ends_with(" 2"), "{l}"))
+            .count();
+        assert_eq!(counts, ROUTE_SLOTS + 3, "{text}");
     }
 }

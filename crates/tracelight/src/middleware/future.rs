@@ -5,7 +5,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use http::{HeaderValue, Response, StatusCode};
 use opentelemetry::trace::{Status, TraceContextExt as _};
@@ -14,8 +14,8 @@ use pin_project_lite::pin_project;
 
 use super::classify;
 use super::layer::Shared;
-use super::route::{Route, route_str};
-use crate::metrics::names::UNMATCHED_ROUTE;
+use super::route::{InternedRoute, Route, route_str};
+use crate::metrics::http::RouteLabel;
 use crate::propagation::{TRACEPARENT, format_traceparent};
 use crate::trace::{RequestSpanName, name_request_span};
 
@@ -44,6 +44,12 @@ pub(crate) struct State {
     /// The server span's name, when interned (for log lines).
     pub(crate) name: Option<&'static str>,
     pub(crate) start: Instant,
+    /// The span's start time, when it records: its end time is derived from it and the
+    /// monotonic `start`, so the end reads one clock instead of two.
+    pub(crate) start_time: Option<SystemTime>,
+    /// The route template, when interned.
+    pub(crate) interned: Option<&'static InternedRoute>,
+    /// The route, when matched but not interned (past the interning cap).
     pub(crate) route: Option<Route>,
     pub(crate) method: u8,
     pub(crate) scheme: u8,
@@ -57,6 +63,7 @@ impl State {
     /// message of a handler panic.
     fn finish(&mut self, status: Option<StatusCode>, panic: Option<String>) {
         self.finished = true;
+        let elapsed = self.start.elapsed();
         let error = status.is_none_or(classify::server_error);
         if let Some(cx) = &self.span_cx {
             let span = cx.span();
@@ -76,19 +83,26 @@ impl State {
                     span.set_status(Status::error(panic.unwrap_or_default()));
                 }
             }
-            span.end();
+            match self.start_time {
+                Some(t) => span.end_with_timestamp(t + elapsed),
+                None => span.end(),
+            }
         }
         if let Some(m) = &self.shared.metrics {
             m.active(self.method, self.scheme).decrement(1.0);
-            let route = self.route.as_ref().map_or(UNMATCHED_ROUTE, route_str);
-            m.duration(
+            let route = match (self.interned, &self.route) {
+                (Some(r), _) => RouteLabel::Interned(r),
+                (None, Some(r)) => RouteLabel::Text(route_str(r)),
+                (None, None) => RouteLabel::Unmatched,
+            };
+            m.record_duration(
                 route,
                 self.method,
                 self.scheme,
                 status.map_or(0, |s| s.as_u16()),
                 error,
-            )
-            .record(self.start.elapsed().as_secs_f64());
+                elapsed.as_secs_f64(),
+            );
         }
     }
 

@@ -2,8 +2,10 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use opentelemetry::trace::SpanContext;
+use opentelemetry::Context as OtelContext;
+use opentelemetry::trace::{SpanContext, TraceContextExt as _};
 use opentelemetry_sdk::trace::SdkTracer;
 use tower_layer::Layer;
 
@@ -41,9 +43,35 @@ pub(crate) struct Shared {
     pub(crate) response_traceparent: bool,
     pub(crate) inbound: InboundContext,
     pub(crate) exclude: ExcludePredicate,
+    /// Set once [`Telemetry`](crate::Telemetry) has shut the tracer provider down.
+    pub(crate) shut_down: Arc<AtomicBool>,
 }
 
 impl Shared {
+    /// Whether the SDK would certainly build a dropped (non-recording) span under `parent`: the
+    /// configured sampler's decision does not depend on the trace id (or the ratio is 0). Then
+    /// the middleware skips the SDK and makes the ids itself. Not after shutdown or under
+    /// suppressed telemetry, where the SDK returns an invalid span instead.
+    pub(crate) fn certainly_dropped(&self, parent: &OtelContext) -> bool {
+        let root = |s: Sampler| match s {
+            Sampler::AlwaysOff | Sampler::ParentBasedAlwaysOff => true,
+            Sampler::TraceIdRatio(r) | Sampler::ParentBasedTraceIdRatio(r) => r <= 0.0,
+            Sampler::AlwaysOn | Sampler::ParentBasedAlwaysOn => false,
+        };
+        let dropped = match self.sampler {
+            // The SDK's `ParentBased` follows any active parent span, valid or not.
+            Sampler::ParentBasedAlwaysOn
+            | Sampler::ParentBasedAlwaysOff
+            | Sampler::ParentBasedTraceIdRatio(_)
+                if parent.has_active_span() =>
+            {
+                !parent.span().span_context().is_sampled()
+            }
+            s => root(s),
+        };
+        dropped && !parent.is_telemetry_suppressed() && !self.shut_down.load(Ordering::Relaxed)
+    }
+
     /// Whether the sampler will probably record a span with this parent: decides whether the
     /// attributes are built before the span (so the sampler sees them, as semconv asks) or only
     /// after, once the span is known to record. A wrong guess costs time, never correctness.
@@ -108,6 +136,7 @@ pub struct LayerBuilder {
     response_traceparent: bool,
     inbound: InboundContext,
     exclude: ExcludePredicate,
+    shut_down: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for LayerBuilder {
@@ -127,8 +156,10 @@ impl LayerBuilder {
         metrics: MetricsHandle,
         tracer: SdkTracer,
         sampler: Sampler,
+        shut_down: Arc<AtomicBool>,
     ) -> Self {
         Self {
+            shut_down,
             propagators,
             tracer,
             sampler,
@@ -187,6 +218,7 @@ impl LayerBuilder {
                 response_traceparent: self.response_traceparent,
                 inbound: self.inbound,
                 exclude: self.exclude,
+                shut_down: self.shut_down,
             }),
         }
     }

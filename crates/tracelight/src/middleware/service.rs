@@ -10,21 +10,23 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use http::{Request, Response};
 use opentelemetry::baggage::BaggageExt as _;
 use opentelemetry::trace::{
-    Link, Span as _, SpanBuilder, SpanKind, TraceContextExt as _, Tracer as _,
+    Link, Span as _, SpanBuilder, SpanContext, SpanKind, TraceContextExt as _, TraceFlags,
+    Tracer as _,
 };
 use opentelemetry::{Context as OtelContext, KeyValue, Value};
 use tower_service::Service;
 
 use super::future::{ResponseFuture, ServerScope, State};
 use super::layer::{InboundContext, Shared};
-use super::route::{Route, interned, name_method, route_of, route_str};
+use super::route::{InternedRoute, Route, interned, name_method, route_of_ref, route_str};
 use crate::metrics::http::{METHODS, SCHEMES, method_index};
 use crate::metrics::names::OTHER_METHOD;
+use crate::trace::ids;
 
 /// Tracing and metrics middleware for one inner service. Created by
 /// [`TracelightLayer`](super::TracelightLayer).
@@ -68,15 +70,23 @@ where
         let start = Instant::now();
         let method = method_index(req.method());
         let scheme = u8::from(req.uri().scheme_str() == Some("https"));
-        let route = route_of(&req);
+        // The route is resolved once: interned templates are then carried as a `&'static`
+        // (no `MatchedPath` clone), and index the metric series without hashing.
+        let route = route_of_ref(&req);
+        let interned = route.map(route_str).and_then(interned);
+        let owned_route = match (route, interned) {
+            (Some(r), None) => Some(r.clone()),
+            _ => None,
+        };
         if let Some(m) = &self.shared.metrics {
             m.active(method, scheme).increment(1.0);
         }
-        let (span_cx, name) = if self.shared.spans {
-            let (cx, name) = server_span(&self.shared, &req, route.as_ref(), method, scheme);
-            (Some(cx), name)
+        let (span_cx, name, start_time) = if self.shared.spans {
+            let (cx, name, start_time) =
+                server_span(&self.shared, &req, route, interned, method, scheme);
+            (Some(cx), name, start_time)
         } else {
-            (None, None)
+            (None, None, None)
         };
         let inner = {
             let _scope = span_cx.as_ref().map(|cx| ServerScope::enter(cx, name));
@@ -88,7 +98,9 @@ where
                 span_cx,
                 name,
                 start,
-                route,
+                start_time,
+                interned,
+                route: owned_route,
                 method,
                 scheme,
                 shared: self.shared.clone(),
@@ -99,23 +111,25 @@ where
 }
 
 /// Opens the server span and returns the context holding it (its parent context plus the span),
-/// and its name when interned (for log lines).
+/// its name when interned (for log lines), and its start time when it records.
 ///
 /// Not recording (not sampled): the context holds only the span's ids, and no attribute is built.
+/// When the sampler's decision is certain to be "drop" (see [`Shared::certainly_dropped`]), no
+/// SDK span is built at all: the ids are generated here, as the SDK would.
 fn server_span<B>(
     shared: &Shared,
     req: &Request<B>,
     route: Option<&Route>,
+    interned: Option<&'static InternedRoute>,
     method: u8,
     scheme: u8,
-) -> (OtelContext, Option<&'static str>) {
+) -> (OtelContext, Option<&'static str>, Option<SystemTime>) {
     let route_text = route.map(route_str);
-    let interned = route_text.and_then(interned);
     // Semconv span name: "{method} {route}", "{method}" without a route, "HTTP" for _OTHER.
-    let (name, static_name): (Cow<'static, str>, _) = match (route_text, interned) {
-        (None, _) => (name_method(method).into(), Some(name_method(method))),
-        (Some(_), Some(r)) => (r.name(method).into(), Some(r.name(method))),
-        (Some(text), None) => (format!("{} {text}", name_method(method)).into(), None),
+    let static_name = match (route_text, interned) {
+        (None, _) => Some(name_method(method)),
+        (Some(_), Some(r)) => Some(r.name(method)),
+        (Some(_), None) => None,
     };
     let headers = req.headers();
     let mut links = None;
@@ -139,6 +153,29 @@ fn server_span<B>(
             OtelContext::new()
         }
     };
+    if shared.certainly_dropped(&parent) {
+        // What the SDK builds for a dropped span: the parent's trace id (or a new one), a new
+        // span id, flags 0, the parent's trace state.
+        let span = parent.span();
+        let psc = span.span_context();
+        let trace_id = if psc.is_valid() {
+            psc.trace_id()
+        } else {
+            ids::new_trace_id()
+        };
+        let sc = SpanContext::new(
+            trace_id,
+            ids::new_span_id(),
+            TraceFlags::default(),
+            false,
+            psc.trace_state().clone(),
+        );
+        return (parent.with_remote_span_context(sc), static_name, None);
+    }
+    let name: Cow<'static, str> = match (static_name, route_text) {
+        (Some(n), _) => n.into(),
+        (None, text) => format!("{} {}", name_method(method), text.unwrap_or_default()).into(),
+    };
     let route_value = || -> Option<Value> {
         match (interned, route_text) {
             (Some(r), _) => Some(r.route.into()),
@@ -147,7 +184,10 @@ fn server_span<B>(
         }
     };
     let early = shared.likely_recorded(parent.span().span_context());
-    let mut builder = SpanBuilder::from_name(name).with_kind(SpanKind::Server);
+    let start_time = SystemTime::now();
+    let mut builder = SpanBuilder::from_name(name)
+        .with_kind(SpanKind::Server)
+        .with_start_time(start_time);
     if early {
         builder.attributes = Some(attributes(req, method, scheme, route_value()));
     }
@@ -156,14 +196,12 @@ fn server_span<B>(
     if !span.is_recording() {
         // Children and log lines need only the ids; the SDK span holds nothing else.
         let sc = span.span_context().clone();
-        return (parent.with_remote_span_context(sc), static_name);
+        return (parent.with_remote_span_context(sc), static_name, None);
     }
     if !early {
-        for kv in attributes(req, method, scheme, route_value()) {
-            span.set_attribute(kv);
-        }
+        span.set_attributes(attributes(req, method, scheme, route_value()));
     }
-    (parent.with_span(span), static_name)
+    (parent.with_span(span), static_name, Some(start_time))
 }
 
 /// The semconv attributes known before the response.

@@ -1,0 +1,86 @@
+//! Heap allocations per request of each variant of the `middleware` bench.
+//!
+//! Same router, handler and telemetry as `middleware.rs`; the counting allocator of
+//! `allocation-counter` counts what the bench thread allocates while `N` requests run (after a
+//! warm-up, so one-time registrations are excluded). Everything a request does in process runs
+//! on that thread (current-thread runtime); the batch exporter's and the receiver's threads are
+//! not counted. The request itself (`Request` builder, header map) and the handler's log line
+//! are in every variant, so the layer's cost is the difference to `bare`. `identity_layer` (a
+//! layer that does nothing) shows what axum's `Router::layer` itself costs per request.
+//!
+//! Run: `cargo bench -p tracelight --bench allocations` (prints a Markdown table).
+
+use std::hint::black_box;
+
+use allocation_counter::AllocationInfo;
+use axum::Router;
+use tower::ServiceExt as _;
+
+#[path = "support/app.rs"]
+mod app;
+
+/// Requests per measurement.
+const N: u64 = 20_000;
+/// Requests before measuring: registers metric series, fills caches, grows buffers.
+const WARM_UP: u64 = 2_000;
+
+fn requests(rt: &tokio::runtime::Runtime, app: &Router, n: u64) {
+    rt.block_on(async {
+        for _ in 0..n {
+            let response = app
+                .clone()
+                .oneshot(app::request())
+                .await
+                .expect("infallible router");
+            black_box(response);
+        }
+    });
+}
+
+fn main() {
+    let (receiver, receiver_rt) = app::start_receiver();
+    let url = receiver.http_traces_url();
+    let (sampled, unsampled) = app::telemetries(&url);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("bench runtime");
+    let mut variants = app::variants(&sampled, &unsampled).to_vec();
+    // What axum itself charges for any `Router::layer` (boxing the layered route), for scale.
+    variants.insert(
+        1,
+        (
+            "identity_layer",
+            &sampled,
+            app::router().layer(tower::layer::util::Identity::new()),
+        ),
+    );
+
+    let mut rows: Vec<(&str, AllocationInfo)> = Vec::new();
+    for (name, telemetry, router) in &variants {
+        let _default = tracing::dispatcher::set_default(telemetry.dispatch());
+        requests(&rt, router, WARM_UP);
+        receiver.clear();
+        let info = allocation_counter::measure(|| requests(&rt, router, N));
+        receiver.clear();
+        rows.push((name, info));
+    }
+    let per = |v: u64| v as f64 / N as f64;
+    let bare = rows.first().map(|(_, i)| *i).unwrap_or_default();
+    println!("| variant | allocations/request | Δ vs bare | bytes/request | Δ vs bare |");
+    println!("|---|---:|---:|---:|---:|");
+    for (name, info) in &rows {
+        println!(
+            "| {name} | {:.2} | {:+.2} | {:.0} | {:+.0} |",
+            per(info.count_total),
+            per(info.count_total) - per(bare.count_total),
+            per(info.bytes_total),
+            per(info.bytes_total) - per(bare.bytes_total),
+        );
+    }
+    drop(variants);
+    drop(sampled);
+    drop(unsampled);
+    drop(receiver);
+    drop(receiver_rt);
+}
