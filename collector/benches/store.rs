@@ -4,7 +4,9 @@
 //!
 //! Run with: `cargo bench -p tracelight-collector --bench store`
 //! Scale with `TRACELIGHT_BENCH_SPANS` (default 1,000,000 spans pre-filled); the store lives in
-//! a temporary directory under `$TMPDIR`.
+//! a temporary directory under `$TMPDIR`. `TRACELIGHT_BENCH_ZSTD_LEVEL` sets the blocks' zstd
+//! level (default: the store's); `TRACELIGHT_BENCH_QUICK=1` skips the criterion groups (prefill,
+//! bytes per span and the query percentiles only, e.g. for 10 M spans).
 #![allow(
     clippy::unwrap_used,
     missing_docs,
@@ -230,10 +232,22 @@ struct Filled {
     end: u64,
 }
 
+fn env_number<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+fn config(dir: &std::path::Path) -> EmbeddedConfig {
+    let mut c = EmbeddedConfig::new(dir);
+    if let Some(level) = env_number("TRACELIGHT_BENCH_ZSTD_LEVEL") {
+        c.compression_level = level;
+    }
+    c
+}
+
 fn prefill(total: usize, writers: usize) -> Filled {
     let dir = tempfile::tempdir_in(std::env::temp_dir()).unwrap();
     let start = now_ns() - 3_600_000_000_000;
-    let store = Arc::new(EmbeddedStore::open(EmbeddedConfig::new(dir.path())).unwrap());
+    let store = Arc::new(EmbeddedStore::open(config(dir.path())).unwrap());
     // Pre-generate so the timing covers the store only.
     let mut generator = Generator::new(start);
     let mut batches = Vec::new();
@@ -285,7 +299,7 @@ fn prefill(total: usize, writers: usize) -> Filled {
     );
     drop(store);
     let t = Instant::now();
-    let store = EmbeddedStore::open(EmbeddedConfig::new(dir.path())).unwrap();
+    let store = EmbeddedStore::open(config(dir.path())).unwrap();
     eprintln!("  reopen (rebuild in-memory summaries): {:?}", t.elapsed());
     Filled {
         _dir: dir,
@@ -355,15 +369,13 @@ fn queries(f: &Filled) -> Vec<(&'static str, TraceQuery)> {
 }
 
 fn bench(c: &mut Criterion) {
-    let total: usize = std::env::var("TRACELIGHT_BENCH_SPANS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
+    let total: usize = env_number("TRACELIGHT_BENCH_SPANS").unwrap_or(1_000_000);
+    let quick = env_number::<u8>("TRACELIGHT_BENCH_QUICK").unwrap_or(0) == 1;
 
     // Write: one writer waits for its own fsync; group commit shows with several writers.
-    {
+    if !quick {
         let dir = tempfile::tempdir_in(std::env::temp_dir()).unwrap();
-        let store = EmbeddedStore::open(EmbeddedConfig::new(dir.path())).unwrap();
+        let store = EmbeddedStore::open(config(dir.path())).unwrap();
         let mut generator = Generator::new(now_ns() - 3_600_000_000_000);
         let mut group = c.benchmark_group("write");
         group.throughput(criterion::Throughput::Elements(BATCH as u64));
@@ -407,6 +419,9 @@ fn bench(c: &mut Criterion) {
         );
     }
 
+    if quick {
+        return;
+    }
     let mut group = c.benchmark_group("read");
     group.bench_function("get_trace_random", |b| {
         b.iter(|| {

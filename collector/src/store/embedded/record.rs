@@ -43,13 +43,27 @@ pub(crate) fn frame_into(
     data: &[u8],
     data_crc: u32,
 ) {
+    frame_head_into(out, kind, meta, aux, aux_crc, data.len(), data_crc);
+    out.extend_from_slice(data);
+}
+
+/// Everything of a record but its data (written separately, e.g. with `writev`).
+pub(crate) fn frame_head_into(
+    out: &mut Vec<u8>,
+    kind: u32,
+    meta: &[u8],
+    aux: &[u8],
+    aux_crc: u32,
+    data_len: usize,
+    data_crc: u32,
+) {
     let start = out.len();
     out.extend_from_slice(&MAGIC);
     for v in [
         kind,
         meta.len() as u32,
         aux.len() as u32,
-        data.len() as u32,
+        data_len as u32,
         aux_crc,
         data_crc,
     ] {
@@ -61,7 +75,6 @@ pub(crate) fn frame_into(
     out.extend_from_slice(&h.finalize().to_le_bytes());
     out.extend_from_slice(meta);
     out.extend_from_slice(aux);
-    out.extend_from_slice(data);
 }
 
 pub(crate) fn crc(bytes: &[u8]) -> u32 {

@@ -2,7 +2,7 @@
 //! (building blocks into segments, retention); and the recovery that runs at open.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Seek as _, SeekFrom, Write as _};
+use std::io::{IoSlice, Seek as _, SeekFrom, Write as _};
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -523,22 +523,36 @@ impl Writer {
             }
             return;
         }
-        let mut buf = Vec::with_capacity(writes.iter().map(|w| w.0.data.len() + 48).sum());
+        // Record heads in one buffer; the chunks' bytes are written from where they are
+        // (`writev`), not copied.
+        let mut heads = Vec::with_capacity(writes.len() * 48);
+        let mut ends = Vec::with_capacity(writes.len());
         let first_seq = self.next_seq;
         for (chunk, crc, _) in &writes {
             let meta = wal_meta(self.next_seq);
             self.next_seq += 1;
-            record::frame_into(
-                &mut buf,
+            record::frame_head_into(
+                &mut heads,
                 KIND_WAL,
                 &meta,
                 &[],
                 record::crc(&[]),
-                &chunk.data,
+                chunk.data.len(),
                 *crc,
             );
+            ends.push(heads.len());
         }
-        let result = self.wal.write_all(&buf).and_then(|()| self.wal.sync_data());
+        let mut slices = Vec::with_capacity(2 * writes.len());
+        let mut from = 0;
+        for ((chunk, ..), end) in writes.iter().zip(ends) {
+            slices.push(IoSlice::new(&heads[from..end]));
+            slices.push(IoSlice::new(&chunk.data));
+            from = end;
+        }
+        let written: usize = slices.iter().map(|s| s.len()).sum();
+        let result =
+            write_all_vectored(&mut self.wal, &mut slices).and_then(|()| self.wal.sync_data());
+        drop(slices);
         if let Err(e) = result {
             tracing::error!(error = %e, "WAL write failed; the store refuses further writes");
             self.failed = Some(e.to_string());
@@ -550,9 +564,8 @@ impl Writer {
             }
             return;
         }
-        let written = buf.len() as u64;
+        let written = written as u64;
         self.wal_len += written;
-        drop(buf);
         let mut replies = Vec::with_capacity(writes.len());
         let mut fresh = Vec::with_capacity(writes.len());
         for (chunk, _, reply) in writes {
@@ -846,6 +859,19 @@ impl std::fmt::Debug for Writer {
             .field("next_seq", &self.next_seq)
             .finish_non_exhaustive()
     }
+}
+
+/// `write_all` over several buffers (`Write::write_all_vectored` is unstable).
+fn write_all_vectored(file: &mut File, mut slices: &mut [IoSlice<'_>]) -> std::io::Result<()> {
+    while !slices.is_empty() {
+        match file.write_vectored(slices) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn create_segment(dir: &Path, id: u32) -> Result<Arc<File>, StoreError> {
