@@ -5,6 +5,11 @@
 //! `OUT_OF_RANGE`, which OTLP clients would retry; [`ResourceExhaustedLayer`] rewrites it to
 //! `RESOURCE_EXHAUSTED` without RetryInfo (not retryable), as the OTLP spec requires, and an
 //! undecodable message (tonic: `INTERNAL`) into `INVALID_ARGUMENT`; both are counted.
+//!
+//! The served `TraceService` is [`raw::RawTraceServer`]: the generated server's behaviour with a
+//! codec that keeps the request's bytes, forwarded as received.
+
+pub mod raw;
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -36,24 +41,40 @@ impl GrpcReceiver {
     }
 }
 
-/// The tonic service with compression and the size limit configured.
-pub fn service(ingest: Arc<Ingest>, max_request_bytes: usize) -> TraceServiceServer<GrpcReceiver> {
+/// The tonic service with compression and the size limit configured (keeps the request bytes).
+pub fn service(ingest: Arc<Ingest>, max_request_bytes: usize) -> raw::RawTraceServer {
+    raw::RawTraceServer::new(GrpcReceiver::new(ingest), max_request_bytes)
+}
+
+/// The generated tonic service (re-encodes forwarded batches); same configuration.
+pub fn generated_service(
+    ingest: Arc<Ingest>,
+    max_request_bytes: usize,
+) -> TraceServiceServer<GrpcReceiver> {
     TraceServiceServer::new(GrpcReceiver::new(ingest))
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(max_request_bytes)
 }
 
-#[tonic::async_trait]
-impl TraceService for GrpcReceiver {
-    async fn export(
+impl GrpcReceiver {
+    /// Handles one export whose bytes were kept ([`raw::RawCodec`]).
+    async fn export_raw(
         &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
+        raw: raw::RawExport,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.export_with(raw.request, Some(raw.encoded)).await
+    }
+
+    async fn export_with(
+        &self,
+        request: ExportTraceServiceRequest,
+        encoded: Option<bytes::Bytes>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         let started = Instant::now();
         let result = self
             .ingest
-            .export(Protocol::Grpc, request.into_inner())
+            .export_encoded(Protocol::Grpc, request, encoded)
             .await;
         self.ingest
             .metrics()
@@ -62,6 +83,16 @@ impl TraceService for GrpcReceiver {
             Ok(response) => Ok(tonic::Response::new(response)),
             Err(e) => Err(unavailable(&e, self.ingest.retry_after())),
         }
+    }
+}
+
+#[tonic::async_trait]
+impl TraceService for GrpcReceiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.export_with(request.into_inner(), None).await
     }
 }
 
