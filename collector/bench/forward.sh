@@ -4,7 +4,8 @@
 #
 # Modes (each run starts fresh collectors in temp directories):
 #   alone    A with the durable store, no forwarding
-#   forward  A with the durable store + --forward to B (gRPC, gzip), B with the durable store
+#   forward  A with the durable store + --forward to B (gRPC, gzip unless FORWARD_COMPRESSION),
+#            B with the durable store
 #   agent    A with --storage none + --forward to B
 #
 # Reported per run: spans/s acknowledged by A (load generator), A's CPU cores, spans per A
@@ -14,6 +15,7 @@
 #
 # Environment: ROUNDS=2 DURATION=15 WARMUP=2 PROTOCOL=grpc BATCH=512 CONNECTIONS=4
 #              MODES="alone forward agent" BASE_PORT=44170 NO_BUILD=1 (skip cargo build)
+#              FORWARD_COMPRESSION=gzip (or none: A → B on loopback gains nothing from gzip)
 # Needs: cargo, curl, jq. Only loopback addresses are used.
 set -euo pipefail
 
@@ -24,6 +26,7 @@ PROTOCOL=${PROTOCOL:-grpc}
 BATCH=${BATCH:-512}
 CONNECTIONS=${CONNECTIONS:-4}
 MODES=${MODES:-alone forward agent}
+FORWARD_COMPRESSION=${FORWARD_COMPRESSION:-gzip}
 BASE_PORT=${BASE_PORT:-44170}
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -81,8 +84,8 @@ for round in $(seq "$ROUNDS"); do
         a_args=(--data-dir "$work/a" --otlp-grpc-listen "$a_grpc" --otlp-http-listen "$a_http"
             --query-listen 127.0.0.1:$((BASE_PORT + 2)) --admin-listen "$a_admin")
         case $mode in
-            forward) a_args+=(--forward "http://$b_grpc") ;;
-            agent) a_args+=(--storage none --forward "http://$b_grpc") ;;
+            forward) a_args+=(--forward "http://$b_grpc" --forward-compression "$FORWARD_COMPRESSION") ;;
+            agent) a_args+=(--storage none --forward "http://$b_grpc" --forward-compression "$FORWARD_COMPRESSION") ;;
         esac
         start a "$a_admin" "${a_args[@]}"
         a_pid=${pids[-1]}
