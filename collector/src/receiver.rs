@@ -48,6 +48,7 @@ pub struct Ingest {
     pipeline: PipelineSender,
     metrics: Arc<Metrics>,
     retry_after: Duration,
+    decode_budget: Arc<limits::DecodeBudget>,
 }
 
 impl Ingest {
@@ -57,7 +58,13 @@ impl Ingest {
             pipeline,
             metrics,
             retry_after,
+            decode_budget: limits::DecodeBudget::new(limits::DECODE_BUDGET_BYTES),
         }
+    }
+
+    /// The in-flight byte budget of request decodes, shared by both receivers.
+    pub fn decode_budget(&self) -> &Arc<limits::DecodeBudget> {
+        &self.decode_budget
     }
 
     /// The delay suggested to clients on backpressure.

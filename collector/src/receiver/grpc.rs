@@ -58,12 +58,29 @@ pub fn generated_service(
 }
 
 impl GrpcReceiver {
-    /// Handles one export whose bytes were kept ([`raw::RawCodec`]).
+    /// Handles one export from its bytes ([`raw::RawCodec`]): decode budget, decode, export.
     async fn export_raw(
         &self,
         raw: raw::RawExport,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        self.export_with(raw.request, Some(raw.encoded)).await
+        let metrics = self.ingest.metrics();
+        // Held until the export is answered: bounds the memory of concurrent decodes.
+        let Some(_permit) = self.ingest.decode_budget().try_acquire(raw.encoded.len()) else {
+            metrics.request_refused(Protocol::Grpc, RefusalReason::Backpressure);
+            return Err(tonic::Status::with_error_details(
+                tonic::Code::Unavailable,
+                "too many large requests in flight, retry later",
+                ErrorDetails::with_retry_info(Some(self.ingest.retry_after())),
+            ));
+        };
+        let request = match super::limits::decode_protobuf(raw.encoded.clone()).await {
+            Ok(request) => request,
+            Err(message) => {
+                metrics.request_refused(Protocol::Grpc, RefusalReason::Malformed);
+                return Err(tonic::Status::invalid_argument(message));
+            }
+        };
+        self.export_with(request, Some(raw.encoded)).await
     }
 
     async fn export_with(

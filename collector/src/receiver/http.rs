@@ -16,12 +16,10 @@ use axum::routing::post;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt as _, Limited};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message as _;
 
-use super::limits::{BodyError, ContentEncoding, decompress};
+use super::limits::{BodyError, ContentEncoding, decode_protobuf, decompress};
 use super::{Ingest, IngestError, json};
 use crate::metrics::{Protocol, RefusalReason};
 
@@ -152,13 +150,18 @@ async fn handle(state: &HttpState, headers: &HeaderMap, body: Body) -> Response 
         Ok(plain) => plain,
         Err(e) => return body_error(e),
     };
+    // Held until the export is answered: bounds the memory of concurrent decodes.
+    let Some(_permit) = state.ingest.decode_budget().try_acquire(plain.len()) else {
+        metrics.request_refused(Protocol::Http, RefusalReason::Backpressure);
+        return unavailable(
+            format,
+            state.ingest.retry_after(),
+            "too many large requests in flight, retry later",
+        );
+    };
     // A protobuf body is kept (a reference count, no copy) for the forward queues.
     let (decoded, encoded) = match format {
-        Format::Protobuf => (
-            ExportTraceServiceRequest::decode(plain.clone())
-                .map_err(|e| format!("invalid protobuf: {e}")),
-            Some(plain),
-        ),
+        Format::Protobuf => (decode_protobuf(plain.clone()).await, Some(plain)),
         Format::Json => (
             json::decode_request(&plain).map_err(|e| e.to_string()),
             None,
@@ -183,20 +186,10 @@ async fn handle(state: &HttpState, headers: &HeaderMap, body: Body) -> Response 
     {
         Ok(response) => success_response(format, &response),
         Err(e) => {
-            let mut response = status_response(
-                format,
-                StatusCode::SERVICE_UNAVAILABLE,
-                RPC_UNAVAILABLE,
-                &e.to_string(),
-            );
-            let retry = state.ingest.retry_after().as_secs().max(1);
-            if let Ok(value) = HeaderValue::from_str(&retry.to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
-            }
             if matches!(e, IngestError::Store(_)) {
                 tracing::warn!(error = %e, "OTLP/HTTP export failed in the store");
             }
-            response
+            unavailable(format, state.ingest.retry_after(), &e.to_string())
         }
     }
 }
@@ -234,6 +227,21 @@ fn success_response(format: Format, response: &ExportTraceServiceResponse) -> Re
 }
 
 /// A `google.rpc.Status` body in `format`.
+/// 503 with `Retry-After`.
+fn unavailable(format: Format, retry_after: std::time::Duration, message: &str) -> Response {
+    let mut response = status_response(
+        format,
+        StatusCode::SERVICE_UNAVAILABLE,
+        RPC_UNAVAILABLE,
+        message,
+    );
+    let retry = retry_after.as_secs().max(1);
+    if let Ok(value) = HeaderValue::from_str(&retry.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
 fn status_response(format: Format, status: StatusCode, code: i32, message: &str) -> Response {
     let body = match format {
         Format::Protobuf => tonic_types::Status {

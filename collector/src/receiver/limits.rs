@@ -109,6 +109,86 @@ pub fn decompress(
     Ok(Bytes::from(out))
 }
 
+/// Decompressed request bytes that may be decoded and ingested at once, across connections and
+/// protocols. Decoded objects take several times their encoding, so this bounds the receivers'
+/// memory under many concurrent large requests; past it, requests get 503 / `UNAVAILABLE` with
+/// a retry delay. A request larger than the whole budget is admitted when nothing else is in
+/// flight, so it is never refused forever.
+pub const DECODE_BUDGET_BYTES: usize = 32 << 20;
+
+/// Bodies at least this large are decoded on a blocking thread, not on the async runtime.
+pub const BLOCKING_DECODE_BYTES: usize = 1 << 20;
+
+/// The in-flight byte budget of decodes (see [`DECODE_BUDGET_BYTES`]).
+#[derive(Debug)]
+pub struct DecodeBudget {
+    in_flight: std::sync::atomic::AtomicUsize,
+    max: usize,
+}
+
+/// Bytes admitted by [`DecodeBudget::try_acquire`]; returned on drop.
+#[derive(Debug)]
+pub struct DecodePermit {
+    budget: std::sync::Arc<DecodeBudget>,
+    bytes: usize,
+}
+
+impl DecodeBudget {
+    /// A budget of `max` bytes.
+    pub fn new(max: usize) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self {
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
+            max,
+        })
+    }
+
+    /// Admits `bytes`, or `None` when that would exceed the budget.
+    pub fn try_acquire(self: &std::sync::Arc<Self>, bytes: usize) -> Option<DecodePermit> {
+        use std::sync::atomic::Ordering;
+        self.in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n == 0 || n.saturating_add(bytes) <= self.max).then_some(n + bytes)
+            })
+            .ok()
+            .map(|_| DecodePermit {
+                budget: std::sync::Arc::clone(self),
+                bytes,
+            })
+    }
+
+    /// Bytes in flight.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+impl Drop for DecodePermit {
+    fn drop(&mut self) {
+        self.budget
+            .in_flight
+            .fetch_sub(self.bytes, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// Decodes a protobuf request, on a blocking thread when it is large (see
+/// [`BLOCKING_DECODE_BYTES`]).
+pub async fn decode_protobuf(
+    bytes: Bytes,
+) -> Result<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest, String> {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message as _;
+    let inline = bytes.len() < BLOCKING_DECODE_BYTES;
+    let decode = move || {
+        ExportTraceServiceRequest::decode(bytes).map_err(|e| format!("invalid protobuf: {e}"))
+    };
+    if inline {
+        return decode();
+    }
+    tokio::task::spawn_blocking(decode)
+        .await
+        .map_err(|e| format!("decoding failed: {e}"))?
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write as _;
@@ -178,5 +258,20 @@ mod tests {
         ];
         let out = decompress(ContentEncoding::Zstd, Bytes::from_static(frame), 100);
         assert_eq!(&out.unwrap()[..], b"hello");
+    }
+
+    #[test]
+    fn decode_budget_admits_up_to_its_size_and_one_oversized_request_alone() {
+        let budget = DecodeBudget::new(100);
+        let a = budget.try_acquire(60).unwrap();
+        assert!(budget.try_acquire(50).is_none());
+        let b = budget.try_acquire(40).unwrap();
+        assert_eq!(budget.in_flight(), 100);
+        drop((a, b));
+        assert_eq!(budget.in_flight(), 0);
+        let big = budget.try_acquire(1000).unwrap();
+        assert!(budget.try_acquire(1).is_none());
+        drop(big);
+        assert!(budget.try_acquire(1).is_some());
     }
 }

@@ -1,9 +1,10 @@
 //! The `TraceService` server with a codec that keeps the request's protobuf bytes.
 //!
 //! Same routing, compression and size limits as the generated `TraceServiceServer`, but the
-//! decoder yields the decoded request **and** its bytes (one copy of the decompressed message,
-//! shared by reference count), which the forward queues then store as received instead of
-//! re-encoding the converted batch.
+//! codec yields the message's bytes (one copy of the decompressed message, shared by reference
+//! count): the handler checks the decode budget, decodes them (on a blocking thread when large),
+//! and the forward queues then store them as received instead of re-encoding the converted
+//! batch.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -12,9 +13,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Buf as _, Bytes};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message as _;
 use tonic::Status;
 use tonic::codec::{
@@ -26,12 +25,10 @@ use super::GrpcReceiver;
 /// The gRPC method path served.
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
-/// A decoded request with the bytes it was decoded from.
+/// A request's protobuf encoding, as received (after decompression), not yet decoded.
 #[derive(Debug)]
 pub struct RawExport {
-    /// The decoded request.
-    pub request: ExportTraceServiceRequest,
-    /// Its protobuf encoding, as received (after decompression).
+    /// The encoded `ExportTraceServiceRequest`.
     pub encoded: Bytes,
 }
 
@@ -78,11 +75,7 @@ impl Decoder for RawDecoder {
 
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Self::Error> {
         let encoded = src.copy_to_bytes(src.remaining());
-        // The message mirrors tonic's prost codec, which `ResourceExhaustedLayer` rewrites
-        // to INVALID_ARGUMENT ("failed to decode").
-        let request = ExportTraceServiceRequest::decode(encoded.clone())
-            .map_err(|e| Status::internal(e.to_string()))?;
-        Ok(Some(RawExport { request, encoded }))
+        Ok(Some(RawExport { encoded }))
     }
 }
 
