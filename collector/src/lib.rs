@@ -4,18 +4,20 @@
 //! them through the Jaeger query API that Grafana and Jaeger UI read.
 //!
 //! ```text
-//!  OTLP/gRPC :4317 ──► receiver::grpc ─┐
-//!                                      ├─► receiver::Ingest ──► pipeline (bounded queue) ──► store
-//!  OTLP/HTTP :4318 ──► receiver::http ─┘   OTLP → model          full → 503 / UNAVAILABLE       │
-//!                      (limits, gzip,      invalid spans →       ack after the store write      │
-//!                       zstd, JSON)        partial success                                      │
-//!                                                                                               ▼
-//!  Grafana / Jaeger UI ──► query (:16686): /api/… (Jaeger v1), /api/v3/… ◄── SpanStore (memory now,
-//!                                                                            on-disk later)
-//!  Prometheus ──► admin (:8888): /metrics, /health, /ready
-//!
-//!  pipeline worker ──► forward queue per upstream (fsynced, on disk) ──► forward::sender ──► upstream OTLP
-//!                      (ack waits for the store and the queues)          retry + backoff     (gRPC / HTTP)
+//!  OTLP/gRPC :4317 ─► receiver::grpc ─┐  limits, gzip/zstd, JSON; in-flight decode budget
+//!                                     ├─► receiver::Ingest: OTLP → model, invalid spans → partial
+//!  OTLP/HTTP :4318 ─► receiver::http ─┘   success; on the receiving thread: derived::observe,
+//!                                         encode once (WAL chunk), keep the request bytes
+//!                                                  │
+//!                                                  ▼  bounded queue; full → 503 / UNAVAILABLE
+//!                                          pipeline workers ── ack when everything below is durable
+//!                           ┌──────────────────────┴───────────────────────┐
+//!                           ▼                                              ▼
+//!        store (embedded: WAL + sealed zstd blocks; memory; none)   forward queue per upstream
+//!                           │                                     (fsynced segments) ─► sender ─►
+//!                           ▼                                      retry/backoff, TLS, gzip   upstream
+//!  Grafana / Jaeger UI ─► query :16686  /api/… (Jaeger v1), /api/v3/…, /api/metrics/* (SPM) ◄─ derived
+//!  Prometheus ─────────► admin :8888    /metrics (own, span metrics, service graph), /health, /ready
 //! ```
 //!
 //! [`run`] drives everything from a [`config::ValidatedConfig`] until its cancellation token

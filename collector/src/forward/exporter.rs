@@ -1,5 +1,5 @@
 //! Sends one encoded `ExportTraceServiceRequest` to an upstream over OTLP/gRPC or
-//! OTLP/HTTP (protobuf) and classifies the answer ([`retry::Outcome`]).
+//! OTLP/HTTP (protobuf) and classifies the answer ([`super::retry::Outcome`]).
 //!
 //! The body is sent as it is stored: the gRPC client uses a pass-through codec, the HTTP
 //! client posts the bytes. Both connect through one hyper-rustls connector, so `https://`

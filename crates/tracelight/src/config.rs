@@ -1,10 +1,10 @@
 //! Effective configuration, and the one place that states precedence.
 //!
-//! Every setting is resolved by [`Config::resolve`] in this order, first match wins:
+//! Every setting is resolved by `Config::resolve` in this order, first match wins:
 //!
 //! 1. **code**: a value set on the [`Builder`](crate::Builder);
 //! 2. **environment**: the standard `OTEL_*` variables, `RUST_LOG` and `TRACELIGHT_LOG_FORMAT`
-//!    (see [`env`](crate::env) for the list), read through an [`EnvLookup`];
+//!    (see [`env`](mod@crate::env) for the list), read through an [`EnvLookup`];
 //! 3. **defaults**: the `DEFAULT_*` constants of this module and the OTel specification.
 //!
 //! Signal-specific variables (`OTEL_EXPORTER_OTLP_TRACES_*`) win over the generic ones.

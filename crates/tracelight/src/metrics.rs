@@ -1,6 +1,6 @@
 //! RED metrics: the Prometheus recorder, its `/metrics` rendering and cached series handles.
 //!
-//! Names and labels live in [`names`]. Hot paths never build a metric [`Key`](metrics::Key) per
+//! Names and labels live in [`names`]. Hot paths never build a metric [`metrics::Key`] per
 //! request: the middleware keeps the handle of each (route, method, status) series it has seen
 //! and records straight into it.
 
