@@ -19,7 +19,6 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
-use prost::Message as _;
 use serde_json::Value as Json;
 
 const T1: &str = "0af7651916cd43dd8448eb211c80319c";
@@ -179,15 +178,7 @@ fn clients() -> ExportTraceServiceRequest {
 }
 
 async fn send(c: &TestCollector, request: &ExportTraceServiceRequest) {
-    let response = c
-        .http
-        .post(c.otlp_http_url())
-        .header("content-type", "application/x-protobuf")
-        .body(request.encode_to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200, "{:?}", response.text().await);
+    assert_eq!(c.post_otlp(request).await, 200);
 }
 
 /// The derived families of an exposition (span metrics, service graph, their self-metrics).

@@ -20,7 +20,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use harness::{TestCollector, fixture_request, metric_value};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use parking_lot::Mutex;
 use process::{CollectorProcess, listen_args, spans_per_trace};
 use prost::Message as _;
@@ -324,19 +323,6 @@ async fn forwarder(
     .await
 }
 
-async fn post(collector: &TestCollector, request: &ExportTraceServiceRequest) -> u16 {
-    collector
-        .http
-        .post(collector.otlp_http_url())
-        .header("content-type", "application/x-protobuf")
-        .body(request.encode_to_vec())
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
 /// Polls an admin metric until `done` holds for it.
 async fn wait_metric(collector: &TestCollector, series: &str, done: impl Fn(f64) -> bool) -> f64 {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -362,7 +348,7 @@ async fn permanent_rejection_is_counted_and_dropped_not_retried() {
     let dir = tempfile::tempdir().unwrap();
     let endpoints = [upstream.grpc_endpoint(), upstream.http_traces_url()];
     let a = forwarder(dir.path(), &endpoints, |_| {}).await;
-    assert_eq!(post(&a, &fixture_request()).await, 200);
+    assert_eq!(a.post_otlp(&fixture_request()).await, 200);
     for e in &endpoints {
         let l = label(e);
         let failed = wait_metric(
@@ -403,7 +389,7 @@ async fn server_retry_delay_is_honoured() {
         c.forwarding.retry_max_interval_ms = 600_000;
     })
     .await;
-    assert_eq!(post(&a, &fixture_request()).await, 200);
+    assert_eq!(a.post_otlp(&fixture_request()).await, 200);
     let deadline = Instant::now() + Duration::from_secs(30);
     while upstream.requests().len() < 2 {
         assert!(Instant::now() < deadline, "no export attempt");
@@ -449,7 +435,7 @@ async fn full_queue_pushes_back_with_503() {
     let mut accepted = 0u32;
     let mut status = 200;
     for i in 0..100 {
-        status = post(&a, &build_request(500, i, now)).await;
+        status = a.post_otlp(&build_request(500, i, now)).await;
         if status != 200 {
             break;
         }
@@ -484,6 +470,6 @@ async fn full_queue_pushes_back_with_503() {
         |v| v == 0.0,
     )
     .await;
-    assert_eq!(post(&a, &build_request(500, 1000, now)).await, 200);
+    assert_eq!(a.post_otlp(&build_request(500, 1000, now)).await, 200);
     a.stop().await;
 }

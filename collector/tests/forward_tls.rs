@@ -15,7 +15,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use harness::{TestCollector, fixture_request};
-use prost::Message as _;
 use tracelight_collector::forward::metrics::{QUEUE_SPANS, RETRIED_SPANS, SENT_SPANS};
 use tracelight_testkit::otlp_server::OtlpReceiver;
 
@@ -40,15 +39,7 @@ async fn forwarder(
 }
 
 async fn send_fixture(c: &TestCollector) {
-    let response = c
-        .http
-        .post(c.otlp_http_url())
-        .header("content-type", "application/x-protobuf")
-        .body(fixture_request().encode_to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    assert_eq!(c.post_otlp(&fixture_request()).await, 200);
 }
 
 /// The sum of `series` over its label sets (one per upstream).

@@ -6,7 +6,6 @@
 mod harness;
 
 use harness::{TRACE_1, TRACE_2, TestCollector, assert_golden, fixture_request};
-use prost::Message as _;
 
 /// µs window around the fixture (v1 search).
 const V1_WINDOW: &str = "start=1699999999000000&end=1700000001000000";
@@ -17,15 +16,7 @@ const V3_WINDOW: &str =
 #[tokio::test]
 async fn query_endpoints_match_golden_files() {
     let c = TestCollector::start(|_| {}).await;
-    let response = c
-        .http
-        .post(c.otlp_http_url())
-        .header("content-type", "application/x-protobuf")
-        .body(fixture_request().encode_to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    assert_eq!(c.post_otlp(&fixture_request()).await, 200);
 
     let cases: Vec<(&str, String, u16)> = vec![
         // ---- v1 ----
@@ -192,13 +183,7 @@ async fn query_endpoints_match_golden_files() {
 #[tokio::test]
 async fn pretty_print_and_upper_case_ids() {
     let c = TestCollector::start(|_| {}).await;
-    c.http
-        .post(c.otlp_http_url())
-        .header("content-type", "application/x-protobuf")
-        .body(fixture_request().encode_to_vec())
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(c.post_otlp(&fixture_request()).await, 200);
     let response = c
         .http
         .get(c.query_url(&format!(

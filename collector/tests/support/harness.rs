@@ -114,6 +114,20 @@ impl TestCollector {
         format!("http://{}{path}", self.running.addrs().admin)
     }
 
+    /// POSTs `request` as OTLP/HTTP protobuf; the response status.
+    pub(crate) async fn post_otlp(&self, request: &ExportTraceServiceRequest) -> u16 {
+        use prost::Message as _;
+        self.http
+            .post(self.otlp_http_url())
+            .header("content-type", "application/x-protobuf")
+            .body(request.encode_to_vec())
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
     /// GET on the query API: (status, JSON body).
     pub(crate) async fn query(&self, path_and_query: &str) -> (u16, serde_json::Value) {
         let response = self
