@@ -33,9 +33,9 @@ pub mod otlp_server;
 
 pub use golden::{GoldenMode, assert_golden, assert_golden_with};
 pub use http::TestServer;
-pub use logs::LogCapture;
+pub use logs::{LogCapture, line_with_message};
 pub use opentelemetry_proto as proto;
 pub use otlp_server::{
     AttrValue, Behavior, OtlpReceiver, Protocol, RecordedRequest, RecordedSpan,
-    closed_loopback_endpoint,
+    closed_loopback_endpoint, find_span,
 };

@@ -92,3 +92,18 @@ impl io::Write for LogCaptureWriter {
         Ok(())
     }
 }
+
+/// The first JSON log line whose `message` is `message`.
+///
+/// # Panics
+///
+/// Panics with every line when there is none.
+pub fn line_with_message<'a>(
+    lines: &'a [serde_json::Value],
+    message: &str,
+) -> &'a serde_json::Value {
+    lines
+        .iter()
+        .find(|l| l["message"] == message)
+        .unwrap_or_else(|| panic!("no log line {message:?} in {lines:#?}"))
+}

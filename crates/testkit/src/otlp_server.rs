@@ -472,6 +472,20 @@ fn flatten_spans(requests: &[RecordedRequest]) -> Vec<RecordedSpan> {
     spans
 }
 
+/// The span called `name` among `spans`.
+///
+/// # Panics
+///
+/// Panics listing the names present when there is none.
+pub fn find_span<'a>(spans: &'a [RecordedSpan], name: &str) -> &'a RecordedSpan {
+    spans.iter().find(|s| s.name() == name).unwrap_or_else(|| {
+        panic!(
+            "no span {name:?} in {:?}",
+            spans.iter().map(RecordedSpan::name).collect::<Vec<_>>()
+        )
+    })
+}
+
 // === impl RecordedSpan ===
 
 impl RecordedSpan {

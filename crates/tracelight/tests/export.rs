@@ -13,19 +13,10 @@ use std::time::Duration;
 
 use tracelight::{Protocol, Sampler};
 use tracelight_testkit::proto::tonic::trace::v1::span::SpanKind;
-use tracelight_testkit::{LogCapture, OtlpReceiver, RecordedSpan, TestServer};
+use tracelight_testkit::{LogCapture, OtlpReceiver, TestServer, find_span, line_with_message};
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT_ID: &str = "00f067aa0ba902b7";
-
-fn span<'a>(spans: &'a [RecordedSpan], name: &str) -> &'a RecordedSpan {
-    spans.iter().find(|s| s.name() == name).unwrap_or_else(|| {
-        panic!(
-            "no span {name:?} in {:?}",
-            spans.iter().map(RecordedSpan::name).collect::<Vec<_>>()
-        )
-    })
-}
 
 async fn exports_the_request_tree(protocol: Protocol) {
     let receiver = OtlpReceiver::start().await;
@@ -54,7 +45,7 @@ async fn exports_the_request_tree(protocol: Protocol) {
     assert_eq!(spans.len(), 3, "{spans:#?}");
 
     // The server span continues the caller's trace and carries the semconv attributes.
-    let srv = span(&spans, "GET /orders/{id}");
+    let srv = find_span(&spans, "GET /orders/{id}");
     assert_eq!(srv.kind(), SpanKind::Server);
     assert_eq!(srv.trace_id_hex(), TRACE_ID);
     assert_eq!(srv.parent_span_id_hex().as_deref(), Some(PARENT_ID));
@@ -86,11 +77,11 @@ async fn exports_the_request_tree(protocol: Protocol) {
     assert_eq!(returned, format!("00-{TRACE_ID}-{}-01", srv.span_id_hex()));
 
     // #[instrument] child and the spawned task's span hang below it.
-    let child = span(&spans, "load_order");
+    let child = find_span(&spans, "load_order");
     assert_eq!(child.kind(), SpanKind::Internal);
     assert_eq!(child.trace_id_hex(), TRACE_ID);
     assert_eq!(child.parent_span_id_hex(), Some(srv.span_id_hex()));
-    let bg = span(&spans, "background_index");
+    let bg = find_span(&spans, "background_index");
     assert_eq!(bg.trace_id_hex(), TRACE_ID);
     assert_eq!(bg.parent_span_id_hex(), Some(child.span_id_hex()));
 
@@ -120,12 +111,7 @@ async fn exports_the_request_tree(protocol: Protocol) {
     // Logs: the ids of the span each line was emitted in, the service on every line, no ids
     // outside spans.
     let lines = logs.json_lines();
-    let line = |msg: &str| {
-        lines
-            .iter()
-            .find(|l| l["message"] == msg)
-            .unwrap_or_else(|| panic!("no log line {msg:?} in {lines:#?}"))
-    };
+    let line = |msg: &str| line_with_message(&lines, msg);
     let loading = line("loading order");
     assert_eq!(loading["trace_id"], TRACE_ID);
     assert_eq!(loading["span_id"], child.span_id_hex());
@@ -208,7 +194,7 @@ async fn a_handler_panic_is_a_500_with_an_error_span() {
     telemetry.shutdown().await;
 
     let spans = receiver.wait_for_spans(1, Duration::from_secs(10)).await;
-    let srv = span(&spans, "GET /panic");
+    let srv = find_span(&spans, "GET /panic");
     let status = srv.span.status.as_ref().expect("status set");
     assert_eq!(status.code, 2, "STATUS_CODE_ERROR");
     assert!(status.message.contains("handler exploded"), "{status:?}");
@@ -255,7 +241,7 @@ async fn five_hundreds_set_error_status() {
     let spans = receiver.wait_for_spans(2, Duration::from_secs(10)).await;
     assert_eq!(spans.len(), 2, "/health is not traced: {spans:#?}");
     // No route matched: the span is named after the method alone and has no http.route.
-    let unmatched = span(&spans, "GET");
+    let unmatched = find_span(&spans, "GET");
     assert!(unmatched.attr("http.route").is_none());
     assert_eq!(
         unmatched.attr("url.path").unwrap().as_str(),
@@ -266,7 +252,7 @@ async fn five_hundreds_set_error_status() {
         0,
         "4xx is no server error"
     );
-    let srv = span(&spans, "GET /boom");
+    let srv = find_span(&spans, "GET /boom");
     assert_eq!(srv.span.status.as_ref().map(|s| s.code), Some(2));
     assert_eq!(
         srv.attr("error.type")

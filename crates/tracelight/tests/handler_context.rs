@@ -22,7 +22,7 @@ use opentelemetry::trace::TraceContextExt as _;
 use tower::ServiceExt as _;
 use tracelight::{Protocol, Sampler, Telemetry};
 use tracelight_testkit::proto::tonic::common::v1::any_value;
-use tracelight_testkit::{LogCapture, OtlpReceiver, RecordedSpan};
+use tracelight_testkit::{LogCapture, OtlpReceiver, RecordedSpan, find_span, line_with_message};
 use tracing::Instrument as _;
 
 /// `GET /direct/{id}`: logs in the handler itself, spawns an instrumented task whose span is
@@ -61,13 +61,6 @@ fn get_req(path: &str) -> Request<Body> {
         .header("host", "127.0.0.1:3000")
         .body(Body::empty())
         .unwrap()
-}
-
-fn span<'a>(spans: &'a [RecordedSpan], name: &str) -> &'a RecordedSpan {
-    spans
-        .iter()
-        .find(|s| s.name() == name)
-        .unwrap_or_else(|| panic!("no span {name:?} in {spans:#?}"))
 }
 
 fn event_attr(span: &RecordedSpan, event: &str, key: &str) -> Option<any_value::Value> {
@@ -109,14 +102,14 @@ async fn what_a_handler_does_directly_belongs_to_the_server_span() {
     telemetry.shutdown().await;
 
     let spans = receiver.wait_for_spans(3, Duration::from_secs(10)).await;
-    let srv = span(&spans, "GET /direct/{id}");
+    let srv = find_span(&spans, "GET /direct/{id}");
     let (trace_id, span_id) = (srv.trace_id_hex(), srv.span_id_hex());
     assert_eq!(traceparent, format!("00-{trace_id}-{span_id}-01"));
     // `current_context()` in the handler is the server span.
     assert_eq!(body, format!("{trace_id}-{span_id}"));
 
     // A span created in the handler (and run on another task) is a child of the server span.
-    let spawned = span(&spans, "spawned");
+    let spawned = find_span(&spans, "spawned");
     assert_eq!(spawned.trace_id_hex(), trace_id);
     assert_eq!(spawned.parent_span_id_hex(), Some(span_id.clone()));
 
@@ -149,17 +142,12 @@ async fn what_a_handler_does_directly_belongs_to_the_server_span() {
     );
 
     // An ERROR event in the handler marks the server span as failed.
-    let failed = span(&spans, "GET /fails");
+    let failed = find_span(&spans, "GET /fails");
     assert_eq!(failed.span.status.as_ref().map(|s| s.code), Some(2));
 
     // Log lines: the server span's ids and name; the spawned task's line its own span's.
     let lines = logs.json_lines();
-    let line = |msg: &str| {
-        lines
-            .iter()
-            .find(|l| l["message"] == msg)
-            .unwrap_or_else(|| panic!("no log line {msg:?} in {lines:#?}"))
-    };
+    let line = |msg: &str| line_with_message(&lines, msg);
     let direct = line("handling directly");
     assert_eq!(direct["trace_id"], trace_id.as_str());
     assert_eq!(direct["span_id"], span_id.as_str());
@@ -223,7 +211,7 @@ async fn an_abandoned_request_still_ends_its_span() {
     telemetry.shutdown().await;
 
     let spans = receiver.wait_for_spans(1, Duration::from_secs(10)).await;
-    let srv = span(&spans, "GET /hangs");
+    let srv = find_span(&spans, "GET /hangs");
     assert!(srv.attr("http.response.status_code").is_none());
     assert!(
         metrics.contains(r#"http_server_active_requests{service_name="orders",http_request_method="GET",url_scheme="http"} 0"#),
