@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use harness::{
-    SPAN_2, SPAN_3, TRACE_1, TRACE_2, TestCollector, fixture_request, metric_value, span,
+    SPAN_2, SPAN_3, TRACE_1, TRACE_2, TestCollector, fixture_request, kv, metric_value, span,
+    string,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::{
@@ -610,6 +611,61 @@ async fn the_span_budget_bounds_the_queue_whatever_the_batch_count() {
     )
     .await;
     assert_eq!(accepted.status(), 200);
+    let c = Arc::into_inner(c).unwrap();
+    c.stop().await;
+}
+
+/// A one-span request whose span carries an attribute of `bytes` bytes.
+fn large_request(trace: &str, bytes: usize) -> Vec<u8> {
+    let mut request = one_span_request(trace);
+    request.resource_spans[0].scope_spans[0].spans[0].attributes =
+        vec![kv("blob", string(&"x".repeat(bytes)))];
+    request.encode_to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_decode_budget_refuses_large_requests_beyond_it_then_recovers() {
+    use tracelight_collector::receiver::limits::DECODE_BUDGET_BYTES;
+    let store = GatedStore::closed();
+    let c = Arc::new(
+        TestCollector::start_with_store(|_| {}, Arc::clone(&store) as Arc<dyn SpanStore>).await,
+    );
+    // A request of 5/8 of the budget decodes and waits in the store, keeping its bytes...
+    let first = {
+        let c = Arc::clone(&c);
+        tokio::spawn(async move {
+            post(
+                &c,
+                PROTOBUF,
+                None,
+                large_request(TRACE_1, DECODE_BUDGET_BYTES / 8 * 5),
+            )
+            .await
+            .status()
+        })
+    };
+    eventually("the write to start", async || {
+        store.entered.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    // ...so a second one of half the budget is refused at once, with a retry delay, while the
+    // pipeline itself has room.
+    let second = large_request(TRACE_2, DECODE_BUDGET_BYTES / 2);
+    let refused = post(&c, PROTOBUF, None, second.clone()).await;
+    assert_eq!(refused.status(), 503);
+    assert!(refused.headers().contains_key("retry-after"));
+    let (_, metrics) = c.admin("/metrics").await;
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "tracelight_collector_requests_refused_total{protocol=\"http\",reason=\"backpressure\"}"
+        ),
+        1.0
+    );
+    store.open_gate();
+    assert_eq!(first.await.unwrap(), 200);
+    // With the first one answered, its bytes are back in the budget.
+    assert_eq!(post(&c, PROTOBUF, None, second).await.status(), 200);
     let c = Arc::into_inner(c).unwrap();
     c.stop().await;
 }
