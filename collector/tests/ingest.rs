@@ -58,6 +58,15 @@ async fn post(
     request.send().await.unwrap()
 }
 
+/// POSTs a protobuf `body` from a task of its own (for requests that block in a gated store).
+fn spawn_post(
+    c: &Arc<TestCollector>,
+    body: Vec<u8>,
+) -> tokio::task::JoinHandle<reqwest::StatusCode> {
+    let c = Arc::clone(c);
+    tokio::spawn(async move { post(&c, PROTOBUF, None, body).await.status() })
+}
+
 /// Asserts the fixture's first trace reads back through both APIs with the right tree.
 async fn assert_trace_readable(c: &TestCollector) {
     let (status, v1) = c.query(&format!("/api/traces/{TRACE_1}")).await;
@@ -443,36 +452,14 @@ async fn full_pipeline_answers_503_and_unavailable_then_recovers() {
     // already be backpressure.
     let mut first = Vec::new();
     for n in 1..=pipeline::WORKERS {
-        let c = Arc::clone(&c);
-        first.push(tokio::spawn(async move {
-            post(
-                &c,
-                PROTOBUF,
-                None,
-                one_span_request(TRACE_1).encode_to_vec(),
-            )
-            .await
-            .status()
-        }));
+        first.push(spawn_post(&c, one_span_request(TRACE_1).encode_to_vec()));
         eventually("a worker to block", async || {
             store.entered.load(Ordering::SeqCst) == n
         })
         .await;
     }
     // Second request: fills the one-batch queue.
-    let second = {
-        let c = Arc::clone(&c);
-        tokio::spawn(async move {
-            post(
-                &c,
-                PROTOBUF,
-                None,
-                one_span_request(TRACE_2).encode_to_vec(),
-            )
-            .await
-            .status()
-        })
-    };
+    let second = spawn_post(&c, one_span_request(TRACE_2).encode_to_vec());
     eventually("the queue to fill", async || {
         let (_, m) = c.admin("/metrics").await;
         metric_value(&m, "tracelight_collector_pipeline_queued_batches") == 1.0
@@ -574,19 +561,7 @@ async fn the_span_budget_bounds_the_queue_whatever_the_batch_count() {
         .await,
     );
     // One span in the store's hands uses the whole budget...
-    let first = {
-        let c = Arc::clone(&c);
-        tokio::spawn(async move {
-            post(
-                &c,
-                PROTOBUF,
-                None,
-                one_span_request(TRACE_1).encode_to_vec(),
-            )
-            .await
-            .status()
-        })
-    };
+    let first = spawn_post(&c, one_span_request(TRACE_1).encode_to_vec());
     eventually("the write to start", async || {
         store.entered.load(Ordering::SeqCst) == 1
     })
@@ -631,19 +606,7 @@ async fn the_decode_budget_refuses_large_requests_beyond_it_then_recovers() {
         TestCollector::start_with_store(|_| {}, Arc::clone(&store) as Arc<dyn SpanStore>).await,
     );
     // A request of 5/8 of the budget decodes and waits in the store, keeping its bytes...
-    let first = {
-        let c = Arc::clone(&c);
-        tokio::spawn(async move {
-            post(
-                &c,
-                PROTOBUF,
-                None,
-                large_request(TRACE_1, DECODE_BUDGET_BYTES / 8 * 5),
-            )
-            .await
-            .status()
-        })
-    };
+    let first = spawn_post(&c, large_request(TRACE_1, DECODE_BUDGET_BYTES / 8 * 5));
     eventually("the write to start", async || {
         store.entered.load(Ordering::SeqCst) == 1
     })
