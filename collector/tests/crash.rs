@@ -9,18 +9,11 @@
 )]
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
-
-use parking_lot::Mutex;
-use prost::Message as _;
-use tracelight_loadgen::payload::build_request;
 
 #[path = "support/process.rs"]
 mod process;
 
-use process::{CollectorProcess, spans_per_trace};
+use process::{CollectorProcess, Load};
 
 /// Requests to see acknowledged before the kill.
 const ACKED_BEFORE_KILL: usize = 120;
@@ -42,49 +35,11 @@ async fn acknowledged_spans_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let mut collector = spawn(dir.path());
     let client = reqwest::Client::new();
-    let acked: Arc<Mutex<Vec<HashMap<String, usize>>>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let now = tracelight_loadgen::pool::now_unix_nanos();
-
-    let mut senders = Vec::new();
-    for sender in 0..SENDERS {
-        let (client, url, acked, stop) = (
-            client.clone(),
-            format!("{}/v1/traces", collector.http),
-            Arc::clone(&acked),
-            Arc::clone(&stop),
-        );
-        senders.push(tokio::spawn(async move {
-            for i in 0.. {
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                let request = build_request(SPANS_PER_REQUEST, sender << 32 | i, now);
-                let sent = client
-                    .post(&url)
-                    .header("content-type", "application/x-protobuf")
-                    .body(request.encode_to_vec())
-                    .send()
-                    .await;
-                match sent {
-                    Ok(r) if r.status() == 200 => acked.lock().push(spans_per_trace(&request)),
-                    Ok(r) => panic!("unexpected status {} before the kill", r.status()),
-                    // The collector is gone: stop sending.
-                    Err(_) => break,
-                }
-            }
-        }));
-    }
+    let load = Load::start_with(SENDERS, SPANS_PER_REQUEST, &collector.http, 0);
     // Kill while the senders are mid-stream.
-    while acked.lock().len() < ACKED_BEFORE_KILL {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    load.wait_acked(ACKED_BEFORE_KILL).await;
     collector.kill();
-    stop.store(true, Ordering::Relaxed);
-    for s in senders {
-        s.await.unwrap();
-    }
-    let acked = acked.lock().clone();
+    let acked = load.stop().await;
     assert!(acked.len() >= ACKED_BEFORE_KILL);
 
     // Restart on the same directory: every acknowledged span is there.

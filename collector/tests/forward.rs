@@ -15,14 +15,10 @@ mod process;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use harness::{TestCollector, fixture_request, metric_value};
-use parking_lot::Mutex;
-use process::{CollectorProcess, listen_args, spans_per_trace};
-use prost::Message as _;
+use process::{CollectorProcess, Load, listen_args};
 use tokio::time::Instant;
 use tracelight_loadgen::payload::build_request;
 use tracelight_testkit::otlp_server::{Behavior, OtlpReceiver};
@@ -79,80 +75,6 @@ fn spawn_a(dir: &Path, upstream: &str) -> CollectorProcess {
             ),
         ],
     )
-}
-
-/// Clients sending to A's OTLP/HTTP until stopped or A is gone; acknowledged requests are
-/// recorded.
-struct Load {
-    acked: Arc<Mutex<Vec<HashMap<String, usize>>>>,
-    stop: Arc<AtomicBool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(a_http: &str, seed: u64) -> Self {
-        let client = reqwest::Client::new();
-        let acked: Arc<Mutex<Vec<HashMap<String, usize>>>> = Arc::default();
-        let stop = Arc::new(AtomicBool::new(false));
-        let now = tracelight_loadgen::pool::now_unix_nanos();
-        let tasks = (0..SENDERS)
-            .map(|sender| {
-                let (client, url, acked, stop) = (
-                    client.clone(),
-                    format!("{a_http}/v1/traces"),
-                    Arc::clone(&acked),
-                    Arc::clone(&stop),
-                );
-                tokio::spawn(async move {
-                    for i in 0.. {
-                        if stop.load(Ordering::Relaxed) {
-                            break;
-                        }
-                        let request =
-                            build_request(SPANS_PER_REQUEST, seed << 48 | sender << 32 | i, now);
-                        let sent = client
-                            .post(&url)
-                            .header("content-type", "application/x-protobuf")
-                            .body(request.encode_to_vec())
-                            .send()
-                            .await;
-                        match sent {
-                            Ok(r) if r.status() == 200 => {
-                                acked.lock().push(spans_per_trace(&request));
-                            }
-                            Ok(r) => panic!("unexpected status {} from A", r.status()),
-                            Err(_) => break,
-                        }
-                    }
-                })
-            })
-            .collect();
-        Self { acked, stop, tasks }
-    }
-
-    fn acked(&self) -> usize {
-        self.acked.lock().len()
-    }
-
-    async fn wait_acked(&self, n: usize) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while self.acked() < n {
-            assert!(
-                Instant::now() < deadline,
-                "A acknowledged only {} requests",
-                self.acked()
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-
-    async fn stop(self) -> Vec<HashMap<String, usize>> {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.tasks {
-            t.await.unwrap();
-        }
-        self.acked.lock().clone()
-    }
 }
 
 /// Polls B's Jaeger API until every acknowledged trace has all its spans; returns what is
@@ -216,7 +138,7 @@ async fn upstream_outage_loses_nothing() {
     let mut b = spawn_b(dir_b.path(), None);
     let (b_grpc, b_http) = (b.addr("otlp_grpc"), b.addr("otlp_http"));
     let mut a = spawn_a(dir_a.path(), &format!("http://{b_grpc}"));
-    let load = Load::start(&a.url("otlp_http"), 1);
+    let load = Load::start_with(SENDERS, SPANS_PER_REQUEST, &a.url("otlp_http"), 1);
 
     load.wait_acked(30).await;
     b.kill(); // B goes away mid-stream
@@ -253,7 +175,7 @@ async fn sigkill_of_the_forwarder_loses_nothing_and_duplicates_are_bounded() {
     let mut b = spawn_b(dir_b.path(), None);
     let upstream = format!("http://{}", b.addr("otlp_grpc"));
     let mut a = spawn_a(dir_a.path(), &upstream);
-    let load = Load::start(&a.url("otlp_http"), 2);
+    let load = Load::start_with(SENDERS, SPANS_PER_REQUEST, &a.url("otlp_http"), 2);
     load.wait_acked(150).await;
     a.kill(); // mid-stream: requests in flight to B, records not yet acknowledged
     let acked = load.stop().await;

@@ -148,3 +148,88 @@ pub(crate) fn spans_per_trace(
     }
     out
 }
+
+/// Clients posting load-generator requests to a collector's OTLP/HTTP until stopped or the
+/// collector is gone; the acknowledged requests are recorded (trace id → span count each).
+pub(crate) struct Load {
+    acked: std::sync::Arc<parking_lot::Mutex<Vec<std::collections::HashMap<String, usize>>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    /// Starts `senders` clients of `spans` spans per request against `http_base`; `seed` keeps
+    /// the trace ids of different loads apart.
+    pub(crate) fn start_with(senders: u64, spans: usize, http_base: &str, seed: u64) -> Self {
+        use prost::Message as _;
+        use std::sync::atomic::Ordering;
+        let client = reqwest::Client::new();
+        let acked: std::sync::Arc<parking_lot::Mutex<Vec<_>>> = std::sync::Arc::default();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let now = tracelight_loadgen::pool::now_unix_nanos();
+        let tasks = (0..senders)
+            .map(|sender| {
+                let (client, url, acked, stop) = (
+                    client.clone(),
+                    format!("{http_base}/v1/traces"),
+                    std::sync::Arc::clone(&acked),
+                    std::sync::Arc::clone(&stop),
+                );
+                tokio::spawn(async move {
+                    for i in 0.. {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let request = tracelight_loadgen::payload::build_request(
+                            spans,
+                            seed << 48 | sender << 32 | i,
+                            now,
+                        );
+                        let sent = client
+                            .post(&url)
+                            .header("content-type", "application/x-protobuf")
+                            .body(request.encode_to_vec())
+                            .send()
+                            .await;
+                        match sent {
+                            Ok(r) if r.status() == 200 => {
+                                acked.lock().push(spans_per_trace(&request));
+                            }
+                            Ok(r) => panic!("unexpected status {} from the collector", r.status()),
+                            // The collector is gone: stop sending.
+                            Err(_) => break,
+                        }
+                    }
+                })
+            })
+            .collect();
+        Self { acked, stop, tasks }
+    }
+
+    /// Requests acknowledged so far.
+    pub(crate) fn acked(&self) -> usize {
+        self.acked.lock().len()
+    }
+
+    /// Waits (at most a minute) until `n` requests were acknowledged.
+    pub(crate) async fn wait_acked(&self, n: usize) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        while self.acked() < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "only {} requests acknowledged",
+                self.acked()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Stops the clients; the acknowledged requests.
+    pub(crate) async fn stop(self) -> Vec<std::collections::HashMap<String, usize>> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.tasks {
+            t.await.unwrap();
+        }
+        self.acked.lock().clone()
+    }
+}
