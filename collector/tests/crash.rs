@@ -13,7 +13,7 @@ use std::collections::HashMap;
 #[path = "support/process.rs"]
 mod process;
 
-use process::{CollectorProcess, Load};
+use process::{CollectorProcess, Load, stored_span_count};
 
 /// Requests to see acknowledged before the kill.
 const ACKED_BEFORE_KILL: usize = 120;
@@ -54,18 +54,7 @@ async fn acknowledged_spans_survive_sigkill() {
     let mut checked = 0;
     for traces in &acked {
         for (trace_id, spans) in traces {
-            let resp = client
-                .get(format!("{}/api/traces/{trace_id}", collector.query))
-                .send()
-                .await
-                .unwrap();
-            let found = if resp.status() == 200 {
-                let v: serde_json::Value =
-                    serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
-                v["data"][0]["spans"].as_array().map_or(0, Vec::len)
-            } else {
-                0
-            };
+            let found = stored_span_count(&client, &collector.query, trace_id).await;
             if found < *spans {
                 missing.push(format!("{trace_id}: {found} of {spans} spans"));
             }

@@ -18,7 +18,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use harness::{TestCollector, fixture_request, metric_value};
-use process::{CollectorProcess, Load, listen_args};
+use process::{CollectorProcess, Load, listen_args, stored_span_count};
 use tokio::time::Instant;
 use tracelight_loadgen::payload::build_request;
 use tracelight_testkit::otlp_server::{Behavior, OtlpReceiver};
@@ -91,18 +91,7 @@ async fn missing_in_b(b_query: &str, acked: &[HashMap<String, usize>]) -> Vec<St
     loop {
         let mut still = HashMap::new();
         for (id, n) in todo {
-            let resp = client
-                .get(format!("{b_query}/api/traces/{id}"))
-                .send()
-                .await
-                .unwrap();
-            let found = if resp.status() == 200 {
-                let v: serde_json::Value =
-                    serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
-                v["data"][0]["spans"].as_array().map_or(0, Vec::len)
-            } else {
-                0
-            };
+            let found = stored_span_count(&client, b_query, &id).await;
             if found < n {
                 still.insert(id, n);
             }

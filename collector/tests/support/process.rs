@@ -233,3 +233,21 @@ impl Load {
         self.acked.lock().clone()
     }
 }
+
+/// Spans of `trace_id` as a collector's Jaeger API (`query_base`) returns them (0 if absent).
+pub(crate) async fn stored_span_count(
+    client: &reqwest::Client,
+    query_base: &str,
+    trace_id: &str,
+) -> usize {
+    let resp = client
+        .get(format!("{query_base}/api/traces/{trace_id}"))
+        .send()
+        .await
+        .unwrap();
+    if resp.status() != 200 {
+        return 0;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+    v["data"][0]["spans"].as_array().map_or(0, Vec::len)
+}
