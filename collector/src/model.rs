@@ -1,6 +1,8 @@
 //! The internal span model: identifiers, spans, OTLP conversion and trace assembly.
 //!
-//! Receivers convert OTLP into [`Span`]s once; the store and the query API only see this model.
+//! Receivers read OTLP protobuf into a borrowed [`BatchView`] ([`parse_request`]), which the
+//! store encodes and the derived metrics observe; the query API reads [`Span`]s decoded from the
+//! store. JSON requests and the memory store go through [`convert_request`] and [`Span`].
 //! Resource and scope data are shared between the spans of one OTLP batch through [`Arc`]s,
 //! so a batch of 512 spans from one service holds one copy of its resource attributes.
 //!
@@ -10,6 +12,8 @@ mod ids;
 mod otlp;
 mod span;
 mod trace;
+mod view;
+mod wire;
 
 pub use ids::{IdError, SpanId, TraceId};
 pub use otlp::{
@@ -21,3 +25,8 @@ pub use span::{
     Status, StatusCode,
 };
 pub use trace::{DependencyLink, Trace, count_dependencies, links_from_counts};
+pub use view::{
+    BatchView, EventView, KvView, LinkView, ResourceView, ScopeView, SpanRef, SpanView, ValueView,
+};
+pub use wire::{Parsed, WireError, parse_request};
+pub(crate) use wire::{nested_items, nested_len};
