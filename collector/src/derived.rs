@@ -20,7 +20,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{SpanBatch, SpanKind};
+use crate::model::{BatchView, SpanBatch, SpanKind};
 use history::{History, Window};
 use names::{DERIVED_SERIES, EXPIRED_SERIES, LABEL_METRIC, OVERFLOW_SPANS, SKIPPED_SPANS};
 use series::LabelHasher;
@@ -128,31 +128,41 @@ impl Derived {
 
     /// Takes a received batch into account, now.
     pub fn observe(&self, batch: &SpanBatch) {
+        self.observe_view(&BatchView::from_spans(&batch.spans));
+    }
+
+    /// Takes a received batch into account, now.
+    pub fn observe_view(&self, batch: &BatchView<'_>) {
         let unix_s = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        self.observe_at(batch, self.epoch.elapsed().as_secs(), unix_s);
+        self.observe_view_at(batch, self.epoch.elapsed().as_secs(), unix_s);
     }
 
     /// [`observe`](Self::observe) at a given time: `mono_s` monotonic seconds (series expiry,
     /// pairing deadlines) and `unix_s` wall-clock seconds (the history's minutes).
     pub fn observe_at(&self, batch: &SpanBatch, mono_s: u64, unix_s: u64) {
+        self.observe_view_at(&BatchView::from_spans(&batch.spans), mono_s, unix_s);
+    }
+
+    /// [`observe_view`](Self::observe_view) at a given time (see [`observe_at`](Self::observe_at)).
+    pub fn observe_view_at(&self, batch: &BatchView<'_>, mono_s: u64, unix_s: u64) {
         if let Some(spans) = &self.spans {
             let mut spans = spans.lock();
-            for span in &batch.spans {
-                spans.observe(&self.hasher, span, mono_s);
+            for span in batch.spans() {
+                spans.observe(&self.hasher, &span, mono_s);
             }
         }
         if let Some(history) = &self.history {
             let mut history = history.lock();
-            for span in &batch.spans {
-                history.observe(&self.hasher, span, unix_s);
+            for span in batch.spans() {
+                history.observe(&self.hasher, &span, unix_s);
             }
         }
         if let Some(graph) = &self.graph {
             let mut graph = graph.lock();
-            for span in &batch.spans {
-                graph.observe(&self.hasher, span, mono_s);
+            for span in batch.spans() {
+                graph.observe(&self.hasher, &span, mono_s);
             }
         }
         let last = self.last_sweep.load(Ordering::Relaxed);

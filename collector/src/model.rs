@@ -16,6 +16,7 @@ mod view;
 mod wire;
 
 pub use ids::{IdError, SpanId, TraceId};
+pub(crate) use otlp::MAX_VALUE_DEPTH;
 pub use otlp::{
     Converted, SpanRejection, convert_attributes, convert_request, span_kind_number,
     status_code_number,
@@ -28,5 +29,7 @@ pub use trace::{DependencyLink, Trace, count_dependencies, links_from_counts};
 pub use view::{
     BatchView, EventView, KvView, LinkView, ResourceView, ScopeView, SpanRef, SpanView, ValueView,
 };
+#[cfg(test)]
+pub(crate) use wire::tests::generated as generated_requests;
 pub use wire::{Parsed, WireError, parse_request};
 pub(crate) use wire::{nested_items, nested_len};

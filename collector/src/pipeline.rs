@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::derived::Derived;
 use crate::forward::{ForwardError, Forwarder, encode};
 use crate::metrics::Metrics;
-use crate::model::SpanBatch;
+use crate::model::{BatchView, SpanBatch};
 use crate::store::{Prepared, SpanStore, StoreError};
 
 /// Why a batch was not stored.
@@ -144,7 +144,48 @@ impl PipelineSender {
         batch: SpanBatch,
         request: Option<Bytes>,
     ) -> Result<(), SubmitError> {
+        let budget = self.admit(batch.len())?;
         let spans = batch.len();
+        // The encoding work, on this thread (see the module docs).
+        let payload = self.payload(request, || encode::encode_spans(&batch.spans));
+        let prepared = {
+            let view = BatchView::from_spans(&batch.spans);
+            self.prepare(&view)
+        };
+        let work = match prepared {
+            Some(prepared) => {
+                drop(batch); // here, while hot, on the thread that allocated it
+                Work::Prepared { prepared, spans }
+            }
+            None => Work::Batch(batch),
+        };
+        self.send(work, payload, budget)?.wait().await
+    }
+
+    /// Queues the spans of `batch` (a view of `request`'s bytes, or of spans converted from
+    /// it) without waiting: the store's write work is done here, on the caller's thread, and
+    /// nothing of the view is kept, so the caller can drop it (and its request) before
+    /// awaiting the returned [`Queued`]. `request` is forwarded as is when given (see
+    /// [`submit_request`](Self::submit_request)).
+    pub fn enqueue_view(
+        &self,
+        batch: &BatchView<'_>,
+        request: Option<Bytes>,
+    ) -> Result<Queued, SubmitError> {
+        let spans = batch.len();
+        let budget = self.admit(spans)?;
+        let payload = self.payload(request, || encode::encode_spans(&batch.to_spans()));
+        let work = match self.prepare(batch) {
+            Some(prepared) => Work::Prepared { prepared, spans },
+            None => Work::Batch(SpanBatch {
+                spans: batch.to_spans(),
+            }),
+        };
+        self.send(work, payload, budget)
+    }
+
+    /// Admits `spans` into the queue's budget, or refuses at once.
+    fn admit(&self, spans: usize) -> Result<SpanRelease, SubmitError> {
         if !self.spans.admit(spans) {
             return Err(SubmitError::Full);
         }
@@ -165,26 +206,36 @@ impl PipelineSender {
         {
             return Err(SubmitError::Full);
         }
-        // The encoding work, on this thread (see the module docs).
-        let payload = match self.hooks.forward.get() {
-            Some(_) => {
-                Some(request.unwrap_or_else(|| Bytes::from(encode::encode_spans(&batch.spans))))
-            }
+        Ok(budget)
+    }
+
+    /// The forward queues' payload, when forwarding: the received request, else `encode()`.
+    fn payload(&self, request: Option<Bytes>, encode: impl FnOnce() -> Vec<u8>) -> Option<Bytes> {
+        match self.hooks.forward.get() {
+            Some(_) => Some(request.unwrap_or_else(|| Bytes::from(encode()))),
             None => {
                 drop(request); // not held while the store writes
                 None
             }
-        };
-        let work = match self.store.prepare(&batch) {
-            Some(prepared) => {
-                if let Some(derived) = self.hooks.derived.get() {
-                    derived.observe(&batch);
-                }
-                drop(batch); // here, while hot, on the thread that allocated it
-                Work::Prepared { prepared, spans }
-            }
-            None => Work::Batch(batch),
-        };
+        }
+    }
+
+    /// The store's write work for `batch`, done here, and the derived metrics' observation;
+    /// `None` when the store keeps the spans themselves (then the worker does both).
+    fn prepare(&self, batch: &BatchView<'_>) -> Option<Prepared> {
+        let prepared = self.store.prepare(batch)?;
+        if let Some(derived) = self.hooks.derived.get() {
+            derived.observe_view(batch);
+        }
+        Some(prepared)
+    }
+
+    fn send(
+        &self,
+        work: Work,
+        payload: Option<Bytes>,
+        budget: SpanRelease,
+    ) -> Result<Queued, SubmitError> {
         let (ack, done) = oneshot::channel();
         let sent = self.tx.try_send(Envelope {
             work,
@@ -196,8 +247,7 @@ impl PipelineSender {
             mpsc::error::TrySendError::Full(_) => SubmitError::Full,
             mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
         })?;
-        done.await.map_err(|_| SubmitError::Closed)??;
-        Ok(())
+        Ok(Queued(done))
     }
 
     /// A handle that reads the queue depth without keeping the pipeline open.
@@ -205,6 +255,18 @@ impl PipelineSender {
         PipelineProbe {
             tx: self.tx.downgrade(),
         }
+    }
+}
+
+/// A batch in the queue: [`wait`](Queued::wait) for the store's answer.
+#[derive(Debug)]
+#[must_use = "the batch is acknowledged only once `wait` returns Ok"]
+pub struct Queued(oneshot::Receiver<Result<(), SubmitError>>);
+
+impl Queued {
+    /// Waits until the batch is written (and, with a durable store, on disk).
+    pub async fn wait(self) -> Result<(), SubmitError> {
+        self.0.await.map_err(|_| SubmitError::Closed)?
     }
 }
 

@@ -1,8 +1,11 @@
 //! OTLP trace receivers: gRPC ([`grpc`]) and HTTP ([`http`]), sharing one [`Ingest`] path.
 //!
-//! Both transports decode into the generated `ExportTraceServiceRequest`, then call
-//! [`Ingest::export`]: convert to the internal model (invalid spans become a partial success),
-//! submit to the pipeline and wait for the store, count everything.
+//! Protobuf requests (both transports) go to [`Ingest::export_protobuf`]: the request's bytes
+//! are read into a borrowed [`BatchView`](crate::model::BatchView) (invalid spans become a
+//! partial success), which the pipeline encodes for the store on this thread; then the
+//! receiver waits for the store and counts everything. JSON requests are decoded into the
+//! generated `ExportTraceServiceRequest` and go through [`Ingest::export`] (converted to the
+//! internal model first).
 
 pub mod grpc;
 pub mod http;
@@ -20,11 +23,12 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 
 use crate::forward::ForwardError;
 use crate::metrics::{Metrics, Protocol, RefusalReason};
-use crate::model::convert_request;
-use crate::pipeline::{PipelineSender, SubmitError};
+use crate::model::{SpanRejection, WireError, convert_request, parse_request};
+use crate::pipeline::{PipelineSender, Queued, SubmitError};
 use crate::store::StoreError;
 
-/// Why a decoded request was not stored. Every variant is retryable by the client.
+/// Why a request was not stored. Every variant but [`Malformed`](Self::Malformed) is
+/// retryable by the client.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum IngestError {
@@ -40,6 +44,10 @@ pub enum IngestError {
     /// A forward queue failed.
     #[error("forward queue failure: {0}")]
     Forward(#[source] ForwardError),
+    /// The request is not a valid protobuf `ExportTraceServiceRequest` (not retryable: 400 /
+    /// `INVALID_ARGUMENT`).
+    #[error("invalid protobuf: {0}")]
+    Malformed(#[source] WireError),
 }
 
 /// The transport-independent ingest path.
@@ -86,6 +94,100 @@ impl Ingest {
         self.export_encoded(protocol, request, None).await
     }
 
+    /// Reads, stores and answers one protobuf-encoded export request (decompressed); large
+    /// requests are read on a blocking thread (see [`limits::BLOCKING_DECODE_BYTES`]).
+    pub async fn export_protobuf(
+        self: &Arc<Self>,
+        protocol: Protocol,
+        request: Bytes,
+    ) -> Result<ExportTraceServiceResponse, IngestError> {
+        let staged = if request.len() < limits::BLOCKING_DECODE_BYTES {
+            self.stage(protocol, request)
+        } else {
+            let this = Arc::clone(self);
+            tokio::task::spawn_blocking(move || this.stage(protocol, request))
+                .await
+                .map_err(|_| IngestError::ShuttingDown)?
+        }?;
+        if let Some(queued) = staged.queued
+            && let Err(e) = queued.wait().await
+        {
+            return Err(self.refused(protocol, staged.valid, e));
+        }
+        Ok(self.accepted(
+            protocol,
+            staged.valid,
+            staged.rejected,
+            staged.first_rejection,
+        ))
+    }
+
+    /// Reads `request` and queues its valid spans (the synchronous half of
+    /// [`export_protobuf`](Self::export_protobuf)).
+    fn stage(&self, protocol: Protocol, request: Bytes) -> Result<Staged, IngestError> {
+        // Counted by the receiver, which answers it (400 / INVALID_ARGUMENT).
+        let parsed = parse_request(&request).map_err(IngestError::Malformed)?;
+        let valid = parsed.batch.len() as u64;
+        self.received(protocol, valid, parsed.rejected);
+        let queued = if valid > 0 {
+            // Forwarded as received when every span is valid (no re-encoding).
+            let forward = (parsed.rejected == 0).then(|| request.clone());
+            let queued = self
+                .pipeline
+                .enqueue_view(&parsed.batch, forward)
+                .map_err(|e| self.refused(protocol, valid, e))?;
+            Some(queued)
+        } else {
+            None
+        };
+        Ok(Staged {
+            valid,
+            rejected: parsed.rejected,
+            first_rejection: parsed.first_rejection,
+            queued,
+        })
+    }
+
+    fn received(&self, protocol: Protocol, valid: u64, rejected: u64) {
+        self.metrics.spans_received(protocol, valid + rejected);
+        if rejected > 0 {
+            self.metrics
+                .spans_refused(protocol, RefusalReason::InvalidSpan, rejected);
+        }
+    }
+
+    /// Counts a refused submission of `valid` spans and says why to the client.
+    fn refused(&self, protocol: Protocol, valid: u64, e: SubmitError) -> IngestError {
+        let (reason, error) = match e {
+            SubmitError::Full => (RefusalReason::Backpressure, IngestError::Backpressure),
+            SubmitError::Closed => (RefusalReason::ShuttingDown, IngestError::ShuttingDown),
+            SubmitError::Store(e) => (RefusalReason::StoreFailure, IngestError::Store(e)),
+            SubmitError::Forward(e) => (RefusalReason::StoreFailure, IngestError::Forward(e)),
+        };
+        self.metrics.spans_refused(protocol, reason, valid);
+        self.metrics.request_refused(protocol, reason);
+        tracing::debug!(protocol = protocol.as_str(), spans = valid, %error, "export refused");
+        error
+    }
+
+    /// Counts accepted spans and builds the answer (a partial success when some were invalid).
+    fn accepted(
+        &self,
+        protocol: Protocol,
+        valid: u64,
+        rejected: u64,
+        first_rejection: Option<SpanRejection>,
+    ) -> ExportTraceServiceResponse {
+        if valid > 0 {
+            self.metrics.spans_accepted(protocol, valid);
+        }
+        let partial_success = first_rejection.map(|first| ExportTracePartialSuccess {
+            rejected_spans: i64::try_from(rejected).unwrap_or(i64::MAX),
+            error_message: format!("{rejected} span(s) rejected; first: {first}"),
+        });
+        ExportTraceServiceResponse { partial_success }
+    }
+
     /// Like [`export`](Self::export); `encoded` is the protobuf the request was decoded from,
     /// forwarded as is when every span is valid (no re-encoding).
     pub async fn export_encoded(
@@ -96,36 +198,27 @@ impl Ingest {
     ) -> Result<ExportTraceServiceResponse, IngestError> {
         let converted = convert_request(request);
         let valid = converted.batch.len() as u64;
-        self.metrics
-            .spans_received(protocol, valid + converted.rejected);
-        if converted.rejected > 0 {
-            self.metrics
-                .spans_refused(protocol, RefusalReason::InvalidSpan, converted.rejected);
-        }
+        self.received(protocol, valid, converted.rejected);
         if valid > 0 {
             let encoded = encoded.filter(|_| converted.rejected == 0);
             if let Err(e) = self.pipeline.submit_request(converted.batch, encoded).await {
-                let (reason, error) = match e {
-                    SubmitError::Full => (RefusalReason::Backpressure, IngestError::Backpressure),
-                    SubmitError::Closed => (RefusalReason::ShuttingDown, IngestError::ShuttingDown),
-                    SubmitError::Store(e) => (RefusalReason::StoreFailure, IngestError::Store(e)),
-                    SubmitError::Forward(e) => {
-                        (RefusalReason::StoreFailure, IngestError::Forward(e))
-                    }
-                };
-                self.metrics.spans_refused(protocol, reason, valid);
-                self.metrics.request_refused(protocol, reason);
-                tracing::debug!(protocol = protocol.as_str(), spans = valid, %error, "export refused");
-                return Err(error);
+                return Err(self.refused(protocol, valid, e));
             }
-            self.metrics.spans_accepted(protocol, valid);
         }
-        let partial_success = converted
-            .first_rejection
-            .map(|first| ExportTracePartialSuccess {
-                rejected_spans: i64::try_from(converted.rejected).unwrap_or(i64::MAX),
-                error_message: format!("{} span(s) rejected; first: {first}", converted.rejected),
-            });
-        Ok(ExportTraceServiceResponse { partial_success })
+        Ok(self.accepted(
+            protocol,
+            valid,
+            converted.rejected,
+            converted.first_rejection,
+        ))
     }
+}
+
+/// A request read and queued, not yet acknowledged.
+#[derive(Debug)]
+struct Staged {
+    valid: u64,
+    rejected: u64,
+    first_rejection: Option<SpanRejection>,
+    queued: Option<Queued>,
 }

@@ -16,7 +16,7 @@ pub use embedded::{EmbeddedConfig, EmbeddedStore};
 pub use memory::MemoryStore;
 pub use null::NullStore;
 
-use crate::model::{DependencyLink, SpanBatch, SpanKind, Trace, TraceId};
+use crate::model::{BatchView, DependencyLink, SpanBatch, SpanKind, Trace, TraceId};
 
 /// Default number of traces a search returns.
 pub const DEFAULT_SEARCH_LIMIT: usize = 100;
@@ -145,7 +145,7 @@ pub trait SpanStore: Send + Sync + fmt::Debug + 'static {
     /// spans were just built and are still in cache), so that the batch can be freed there;
     /// `None` (the default) when the store keeps the spans themselves (use
     /// [`write_batch`](Self::write_batch)).
-    fn prepare(&self, batch: &SpanBatch) -> Option<Prepared> {
+    fn prepare(&self, batch: &BatchView<'_>) -> Option<Prepared> {
         let _ = batch;
         None
     }

@@ -16,7 +16,7 @@ use std::hash::{Hash, Hasher};
 use super::names::SPAN_DURATION_BUCKETS_MS;
 use super::series::{LabelHasher, SeriesTable};
 use super::spanmetrics::{duration_ms, service_of};
-use crate::model::{Span, SpanKind, StatusCode};
+use crate::model::{SpanKind, SpanRef, StatusCode};
 
 /// Seconds per slot.
 pub const SLOT_SECONDS: u64 = 60;
@@ -125,7 +125,7 @@ impl History {
     }
 
     /// Adds one span that arrived at `unix_s` (seconds since the epoch).
-    pub(crate) fn observe(&mut self, hasher: &LabelHasher, span: &Span, unix_s: u64) {
+    pub(crate) fn observe(&mut self, hasher: &LabelHasher, span: &SpanRef<'_, '_>, unix_s: u64) {
         let Some(service) = service_of(span) else {
             return;
         };
@@ -140,7 +140,7 @@ impl History {
             || {
                 let key = Key {
                     service: service.into(),
-                    operation: span.name.as_str().into(),
+                    operation: span.name.into(),
                     kind: span.kind,
                 };
                 (key, VecDeque::new())
@@ -163,7 +163,7 @@ impl History {
         }
         if let Some(slot) = slots.back_mut() {
             slot.calls = slot.calls.saturating_add(1);
-            if span.status.code == StatusCode::Error {
+            if span.status_code == StatusCode::Error {
                 slot.errors = slot.errors.saturating_add(1);
             }
             let ms = duration_ms(span);

@@ -25,7 +25,7 @@ use super::names::{
 };
 use super::series::{Histogram, LabelHasher, SeriesTable};
 use super::spanmetrics::service_of;
-use crate::model::{AttrValue, Span, SpanId, SpanKind, StatusCode, TraceId};
+use crate::model::{SpanId, SpanKind, SpanRef, SpanView, StatusCode, TraceId, ValueView};
 
 /// Attributes naming the peer of an unpaired CLIENT span, in order of preference.
 const PEER_ATTRIBUTES: [&str; 1] = ["peer.service"];
@@ -92,12 +92,12 @@ struct Half {
 }
 
 impl Half {
-    fn of(span: &Span, service: &str, peer: Option<&str>) -> Self {
+    fn of(span: &SpanView<'_>, service: &str, peer: Option<&str>) -> Self {
         Self {
             service: service.into(),
             start_ns: span.start_ns,
             end_ns: span.end_ns,
-            failed: span.status.code == StatusCode::Error,
+            failed: span.status_code == StatusCode::Error,
             messaging: matches!(span.kind, SpanKind::Producer | SpanKind::Consumer),
             peer: peer.map(Box::from),
         }
@@ -149,7 +149,7 @@ impl ServiceGraph {
     }
 
     /// Takes one span into account; `now` in monotonic seconds.
-    pub(crate) fn observe(&mut self, hasher: &LabelHasher, span: &Span, now: u64) {
+    pub(crate) fn observe(&mut self, hasher: &LabelHasher, span: &SpanRef<'_, '_>, now: u64) {
         let Some(service) = service_of(span) else {
             return;
         };
@@ -375,20 +375,20 @@ impl ServiceGraph {
 }
 
 /// The database a CLIENT span calls, if it is a database call.
-fn database_of(span: &Span) -> Option<String> {
+fn database_of(span: &SpanRef<'_, '_>) -> Option<String> {
     let system = attribute(span, &[DB_SYSTEM])?;
     Some(attribute(span, &DB_NAME_ATTRIBUTES).unwrap_or(system))
 }
 
 /// The first of `names` present as a non-empty span attribute, as a string.
-fn attribute(span: &Span, names: &[&str]) -> Option<String> {
+fn attribute(span: &SpanRef<'_, '_>, names: &[&str]) -> Option<String> {
     names.iter().find_map(|name| {
-        span.attributes
+        span.attributes()
             .iter()
             .find(|kv| kv.key == *name)
-            .map(|kv| match &kv.value {
-                AttrValue::String(s) => s.clone(),
-                other => other.to_search_string(),
+            .map(|kv| match kv.value {
+                ValueView::Str(s) => s.to_owned(),
+                ref other => other.to_search_string().into_owned(),
             })
             .filter(|v| !v.is_empty())
     })
@@ -399,7 +399,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::model::{KeyValue, Resource, Scope, Status};
+    use crate::model::{AttrValue, BatchView, KeyValue, Resource, Scope, Span, Status};
 
     fn span(service: &str, kind: SpanKind, id: u8, parent: Option<u8>) -> Span {
         let sid = |b: u8| SpanId::from_slice(&[b; 8]).unwrap();
@@ -441,6 +441,13 @@ mod tests {
         })
     }
 
+    fn observe(g: &mut ServiceGraph, h: &LabelHasher, span: &Span, now: u64) {
+        let batch = BatchView::from_spans([span]);
+        for s in batch.spans() {
+            g.observe(h, &s, now);
+        }
+    }
+
     fn render(g: &ServiceGraph) -> String {
         let mut out = String::new();
         g.render(&mut out);
@@ -458,7 +465,8 @@ mod tests {
     fn expired_halves_become_virtual_edges_or_unpaired() {
         let h = LabelHasher::default();
         let mut g = graph(100);
-        g.observe(
+        observe(
+            &mut g,
             &h,
             &attr(
                 span("a", SpanKind::Client, 1, None),
@@ -467,8 +475,8 @@ mod tests {
             ),
             0,
         );
-        g.observe(&h, &span("a", SpanKind::Client, 2, None), 0);
-        g.observe(&h, &span("b", SpanKind::Server, 3, Some(9)), 0);
+        observe(&mut g, &h, &span("a", SpanKind::Client, 2, None), 0);
+        observe(&mut g, &h, &span("b", SpanKind::Server, 3, Some(9)), 0);
         g.expire(&h, 9, 300);
         assert_eq!(g.counts().3, 3, "nothing expires before the wait is over");
         g.expire(&h, 10, 300);
@@ -485,10 +493,10 @@ mod tests {
     fn a_full_store_drops_new_halves_but_still_pairs_waiting_ones() {
         let h = LabelHasher::default();
         let mut g = graph(2);
-        g.observe(&h, &span("a", SpanKind::Client, 1, None), 0);
-        g.observe(&h, &span("a", SpanKind::Client, 2, None), 0);
-        g.observe(&h, &span("a", SpanKind::Client, 3, None), 0);
-        g.observe(&h, &span("b", SpanKind::Server, 4, Some(1)), 0);
+        observe(&mut g, &h, &span("a", SpanKind::Client, 1, None), 0);
+        observe(&mut g, &h, &span("a", SpanKind::Client, 2, None), 0);
+        observe(&mut g, &h, &span("a", SpanKind::Client, 3, None), 0);
+        observe(&mut g, &h, &span("b", SpanKind::Server, 4, Some(1)), 0);
         assert_eq!(
             render(&g),
             "traces_service_graph_request_total{client=\"a\",server=\"b\",connection_type=\"\"} 1\n\
@@ -501,9 +509,10 @@ mod tests {
     fn roots_internal_spans_and_anonymous_services_are_not_paired() {
         let h = LabelHasher::default();
         let mut g = graph(100);
-        g.observe(&h, &span("a", SpanKind::Server, 1, None), 0);
-        g.observe(&h, &span("a", SpanKind::Internal, 2, Some(1)), 0);
-        g.observe(
+        observe(&mut g, &h, &span("a", SpanKind::Server, 1, None), 0);
+        observe(&mut g, &h, &span("a", SpanKind::Internal, 2, Some(1)), 0);
+        observe(
+            &mut g,
             &h,
             &span(crate::model::NO_SERVICE_NAME, SpanKind::Client, 3, None),
             0,

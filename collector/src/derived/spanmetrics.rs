@@ -15,7 +15,7 @@ use super::names::{
     SPAN_DURATION, SPAN_DURATION_BUCKETS_MS,
 };
 use super::series::{Histogram, LabelHasher, SeriesTable};
-use crate::model::{AttrValue, NO_SERVICE_NAME, Span, SpanKind, StatusCode};
+use crate::model::{NO_SERVICE_NAME, SpanKind, SpanRef, SpanView, StatusCode, ValueView};
 
 /// The `span_kind` label value.
 pub fn kind_label(kind: SpanKind) -> &'static str {
@@ -39,13 +39,13 @@ pub fn status_label(status: StatusCode) -> &'static str {
 }
 
 /// A span's duration in milliseconds; 0 when it ends before it starts.
-pub(crate) fn duration_ms(span: &Span) -> f64 {
+pub(crate) fn duration_ms(span: &SpanView<'_>) -> f64 {
     span.end_ns.saturating_sub(span.start_ns) as f64 / 1e6
 }
 
 /// The service a span metric is attributed to, or `None` when the resource has none.
-pub(crate) fn service_of(span: &Span) -> Option<&str> {
-    let name = span.resource.service_name.as_str();
+pub(crate) fn service_of<'a>(span: &SpanRef<'_, 'a>) -> Option<&'a str> {
+    let name = span.service_name();
     (name != NO_SERVICE_NAME && !name.is_empty()).then_some(name)
 }
 
@@ -96,7 +96,7 @@ impl SpanMetrics {
     }
 
     /// Counts one span.
-    pub(crate) fn observe(&mut self, hasher: &LabelHasher, span: &Span, now: u64) {
+    pub(crate) fn observe(&mut self, hasher: &LabelHasher, span: &SpanRef<'_, '_>, now: u64) {
         let Some(service) = service_of(span) else {
             self.skipped += 1;
             return;
@@ -110,7 +110,7 @@ impl SpanMetrics {
         service.hash(&mut h);
         span.name.hash(&mut h);
         span.kind.hash(&mut h);
-        span.status.code.hash(&mut h);
+        span.status_code.hash(&mut h);
         for d in &dims {
             d.as_deref().hash(&mut h);
         }
@@ -121,7 +121,7 @@ impl SpanMetrics {
                 *k.service == *service
                     && *k.name == *span.name
                     && k.kind == span.kind
-                    && k.status == span.status.code
+                    && k.status == span.status_code
                     && k.dims
                         .iter()
                         .map(Option::as_deref)
@@ -130,9 +130,9 @@ impl SpanMetrics {
             || {
                 let key = Key {
                     service: service.into(),
-                    name: span.name.as_str().into(),
+                    name: span.name.into(),
                     kind: span.kind,
-                    status: span.status.code,
+                    status: span.status_code,
                     dims: dims.iter().map(|d| d.as_deref().map(Box::from)).collect(),
                 };
                 let series = Series {
@@ -224,15 +224,15 @@ impl SpanMetrics {
 }
 
 /// An extra dimension's value: the span attribute, else the resource attribute.
-fn dimension_value<'a>(span: &'a Span, attribute: &str) -> Option<Cow<'a, str>> {
-    let find = |attrs: &'a [crate::model::KeyValue]| {
+fn dimension_value<'a>(span: &SpanRef<'_, 'a>, attribute: &str) -> Option<Cow<'a, str>> {
+    let find = |attrs: &[crate::model::KvView<'a>]| {
         attrs
             .iter()
             .find(|kv| kv.key == attribute)
-            .map(|kv| match &kv.value {
-                AttrValue::String(s) => Cow::Borrowed(s.as_str()),
-                other => Cow::Owned(other.to_search_string()),
+            .map(|kv| match kv.value {
+                ValueView::Str(s) => Cow::Borrowed(s),
+                ref other => other.to_search_string(),
             })
     };
-    find(&span.attributes).or_else(|| find(&span.resource.attributes))
+    find(span.attributes()).or_else(|| find(span.resource_attributes()))
 }

@@ -13,7 +13,7 @@ use super::span::{
 };
 
 /// Deepest nesting of array/map attribute values kept; deeper values become [`AttrValue::Empty`].
-pub(super) const MAX_VALUE_DEPTH: usize = 16;
+pub(crate) const MAX_VALUE_DEPTH: usize = 16;
 
 /// Result of converting one export request.
 #[derive(Debug, Default)]

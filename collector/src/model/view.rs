@@ -242,6 +242,11 @@ impl<'v, 'a> SpanRef<'v, 'a> {
         self.batch.resource(self.span.resource)
     }
 
+    /// Attributes of the span's resource.
+    pub fn resource_attributes(&self) -> &'v [KvView<'a>] {
+        self.batch.kvs(&self.resource().attrs)
+    }
+
     /// The service that produced the span.
     pub fn service_name(&self) -> &'a str {
         self.resource().service_name

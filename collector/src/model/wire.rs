@@ -726,4 +726,4 @@ pub(crate) fn owned_nested(map: bool, buf: &[u8], depth: usize) -> AttrValue {
 
 #[cfg(test)]
 #[path = "wire/tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -73,14 +73,27 @@ impl GrpcReceiver {
                 ErrorDetails::with_retry_info(Some(self.ingest.retry_after())),
             ));
         };
-        let request = match super::limits::decode_protobuf(raw.encoded.clone()).await {
-            Ok(request) => request,
-            Err(message) => {
-                metrics.request_refused(Protocol::Grpc, RefusalReason::Malformed);
-                return Err(tonic::Status::invalid_argument(message));
+        let started = Instant::now();
+        let result = self
+            .ingest
+            .export_protobuf(Protocol::Grpc, raw.encoded)
+            .await;
+        match result {
+            Ok(response) => {
+                metrics.ingest_latency(Protocol::Grpc, started.elapsed());
+                Ok(tonic::Response::new(response))
             }
-        };
-        self.export_with(request, Some(raw.encoded)).await
+            Err(IngestError::Malformed(e)) => {
+                metrics.request_refused(Protocol::Grpc, RefusalReason::Malformed);
+                Err(tonic::Status::invalid_argument(format!(
+                    "invalid protobuf: {e}"
+                )))
+            }
+            Err(e) => {
+                metrics.ingest_latency(Protocol::Grpc, started.elapsed());
+                Err(unavailable(&e, self.ingest.retry_after()))
+            }
+        }
     }
 
     async fn export_with(

@@ -19,7 +19,7 @@ use http_body_util::{BodyExt as _, Limited};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message as _;
 
-use super::limits::{BodyError, ContentEncoding, decode_protobuf, decompress};
+use super::limits::{BodyError, ContentEncoding, decompress};
 use super::{Ingest, IngestError, json};
 use crate::metrics::{Protocol, RefusalReason};
 
@@ -159,32 +159,30 @@ async fn handle(state: &HttpState, headers: &HeaderMap, body: Body) -> Response 
             "too many large requests in flight, retry later",
         );
     };
-    // A protobuf body is kept (a reference count, no copy) for the forward queues.
-    let (decoded, encoded) = match format {
-        Format::Protobuf => (decode_protobuf(plain.clone()).await, Some(plain)),
-        Format::Json => (
-            json::decode_request(&plain).map_err(|e| e.to_string()),
-            None,
-        ),
+    let result = match format {
+        Format::Protobuf => state.ingest.export_protobuf(Protocol::Http, plain).await,
+        Format::Json => match json::decode_request(&plain) {
+            Ok(request) => state.ingest.export(Protocol::Http, request).await,
+            Err(e) => {
+                return refuse(
+                    format,
+                    StatusCode::BAD_REQUEST,
+                    RPC_INVALID_ARGUMENT,
+                    RefusalReason::Malformed,
+                    e.to_string(),
+                );
+            }
+        },
     };
-    let request = match decoded {
-        Ok(r) => r,
-        Err(message) => {
-            return refuse(
-                format,
-                StatusCode::BAD_REQUEST,
-                RPC_INVALID_ARGUMENT,
-                RefusalReason::Malformed,
-                message,
-            );
-        }
-    };
-    match state
-        .ingest
-        .export_encoded(Protocol::Http, request, encoded)
-        .await
-    {
+    match result {
         Ok(response) => success_response(format, &response),
+        Err(e @ IngestError::Malformed(_)) => refuse(
+            format,
+            StatusCode::BAD_REQUEST,
+            RPC_INVALID_ARGUMENT,
+            RefusalReason::Malformed,
+            e.to_string(),
+        ),
         Err(e) => {
             if matches!(e, IngestError::Store(_)) {
                 tracing::warn!(error = %e, "OTLP/HTTP export failed in the store");

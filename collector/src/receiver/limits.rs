@@ -116,7 +116,8 @@ pub fn decompress(
 /// flight, so it is never refused forever.
 pub const DECODE_BUDGET_BYTES: usize = 32 << 20;
 
-/// Bodies at least this large are decoded on a blocking thread, not on the async runtime.
+/// Bodies at least this large are read (and encoded for the store) on a blocking thread, not
+/// on the async runtime.
 pub const BLOCKING_DECODE_BYTES: usize = 1 << 20;
 
 /// The in-flight byte budget of decodes (see [`DECODE_BUDGET_BYTES`]).
@@ -168,25 +169,6 @@ impl Drop for DecodePermit {
             .in_flight
             .fetch_sub(self.bytes, std::sync::atomic::Ordering::AcqRel);
     }
-}
-
-/// Decodes a protobuf request, on a blocking thread when it is large (see
-/// [`BLOCKING_DECODE_BYTES`]).
-pub async fn decode_protobuf(
-    bytes: Bytes,
-) -> Result<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest, String> {
-    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-    use prost::Message as _;
-    let inline = bytes.len() < BLOCKING_DECODE_BYTES;
-    let decode = move || {
-        ExportTraceServiceRequest::decode(bytes).map_err(|e| format!("invalid protobuf: {e}"))
-    };
-    if inline {
-        return decode();
-    }
-    tokio::task::spawn_blocking(decode)
-        .await
-        .map_err(|e| format!("decoding failed: {e}"))?
 }
 
 #[cfg(test)]

@@ -67,7 +67,7 @@ use std::time::Duration;
 use parking_lot::{Mutex, RwLock};
 
 use super::{Operation, SpanStore, StoreError, StoreStats, TraceQuery};
-use crate::model::{DependencyLink, SpanBatch, SpanKind, Trace, TraceId};
+use crate::model::{BatchView, DependencyLink, SpanBatch, SpanKind, Trace, TraceId};
 use state::State;
 use writer::{Command, Writer};
 
@@ -234,10 +234,10 @@ pub(crate) struct PreparedChunk {
 
 impl PreparedChunk {
     /// Encodes and summarises a batch (the work of a write that needs the spans).
-    fn new(batch: &SpanBatch) -> Self {
-        let data = codec::encode_spans(&batch.spans);
+    fn new(batch: &BatchView<'_>) -> Self {
+        let data = codec::encode_batch(batch);
         let crc = record::crc(&data);
-        let sum = chunk::Summary::of(&batch.spans);
+        let sum = chunk::Summary::of_batch(batch);
         Self {
             chunk: chunk::Chunk { data, sum },
             crc,
@@ -265,12 +265,12 @@ impl SpanStore for EmbeddedStore {
         }
         // Encoded and summarised once, here, while the spans are hot in this thread's cache;
         // the spans are freed here too. The store's threads only see the chunk.
-        let prepared = PreparedChunk::new(&batch);
+        let prepared = PreparedChunk::new(&BatchView::from_spans(&batch.spans));
         drop(batch);
         self.write_chunk(prepared)
     }
 
-    fn prepare(&self, batch: &SpanBatch) -> Option<super::Prepared> {
+    fn prepare(&self, batch: &BatchView<'_>) -> Option<super::Prepared> {
         Some(super::Prepared(super::PreparedInner::Embedded(
             PreparedChunk::new(batch),
         )))

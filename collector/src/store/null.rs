@@ -1,7 +1,7 @@
 //! The store of agent mode (`--storage none`): keeps nothing. Spans are only forwarded; the
 //! query API answers as for an empty store (no services, no traces, `404` for a trace id).
 
-use crate::model::{DependencyLink, SpanBatch, SpanKind, Trace, TraceId};
+use crate::model::{BatchView, DependencyLink, SpanBatch, SpanKind, Trace, TraceId};
 use crate::store::{Operation, SpanStore, StoreError, StoreStats, TraceQuery};
 
 /// A store that discards every batch.
@@ -13,7 +13,7 @@ impl SpanStore for NullStore {
         Ok(())
     }
 
-    fn prepare(&self, _batch: &SpanBatch) -> Option<super::Prepared> {
+    fn prepare(&self, _batch: &BatchView<'_>) -> Option<super::Prepared> {
         Some(super::Prepared::nothing())
     }
 

@@ -45,7 +45,7 @@ fn malformed_inputs_are_errors() {
     assert_eq!(parse_request(&[0xff; 11]).unwrap_err(), WireError::Varint);
 }
 
-mod generated {
+pub(crate) mod generated {
     use opentelemetry_proto::tonic::common::v1::{
         AnyValue, ArrayValue, InstrumentationScope, KeyValue as PKv, KeyValueList, any_value,
     };
@@ -186,7 +186,9 @@ mod generated {
             )
     }
 
-    fn request() -> impl Strategy<Value = ExportTraceServiceRequest> {
+    /// Export requests with several resources and scopes, every kind of value (nested ones
+    /// included), events, links, and some invalid ids.
+    pub(crate) fn request() -> impl Strategy<Value = ExportTraceServiceRequest> {
         let scope_spans = (
             proptest::option::of(("[a-z]{0,5}", "[0-9.]{0,4}", attrs())),
             proptest::collection::vec(otlp_span(), 0..5),

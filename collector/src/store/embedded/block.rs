@@ -8,8 +8,10 @@
 use std::sync::Arc;
 
 use super::chunk::{Chunk, Summary};
-use super::codec::{DecodeError, FxMap, Reader, put_varint};
-use crate::model::{AttrValue, KeyValue, Resource, Scope, Span, SpanKind, StatusCode, TraceId};
+use super::codec::{DecodeError, Reader, put_varint};
+use crate::model::{
+    BatchView, KvView, ScopeView, SpanKind, SpanRef, StatusCode, TraceId, ValueView,
+};
 
 /// Block format version stored in the summary: 1 = the data is one encoding of all the spans,
 /// sorted by trace id (written before chunked sealing; still read).
@@ -132,30 +134,35 @@ impl TagFilter {
     }
 }
 
-/// Calls `f` with every `key=value` pair that [`Span::matches_tag`] can match.
+/// Calls `f` with every `key=value` pair that [`Span::matches_tag`](crate::model::Span::matches_tag) can match.
 ///
 /// Must stay in step with `Span::matches_tag`: a pair missing here makes the search skip
 /// blocks it should read (the model test catches that).
-fn for_each_own_tag<'s>(span: &'s Span, keys: &mut KeyHashes<'s>, f: &mut impl FnMut(u64)) {
-    for (i, kv) in span.attributes.iter().enumerate() {
-        let kh = keys.get(i, &kv.key);
-        match &kv.value {
-            AttrValue::String(s) => f(hash_bytes(kh, s.as_bytes())),
-            AttrValue::Int(i) => {
+fn for_each_own_tag<'s>(
+    batch: &BatchView<'s>,
+    span: &SpanRef<'_, 's>,
+    keys: &mut KeyHashes<'s>,
+    f: &mut impl FnMut(u64),
+) {
+    for (i, kv) in span.attributes().iter().enumerate() {
+        let kh = keys.get(i, kv.key);
+        match kv.value {
+            ValueView::Str(s) => f(hash_bytes(kh, s.as_bytes())),
+            ValueView::Int(i) => {
                 let mut buf = [0u8; 20];
-                f(hash_bytes(kh, int_str(*i, &mut buf).as_bytes()));
+                f(hash_bytes(kh, int_str(i, &mut buf).as_bytes()));
             }
-            AttrValue::Bool(b) => f(hash_bytes(kh, if *b { b"true" } else { b"false" })),
-            other => f(tag_hash(&kv.key, &other.to_search_string())),
+            ValueView::Bool(b) => f(hash_bytes(kh, if b { b"true" } else { b"false" })),
+            ref other => f(tag_hash(kv.key, &other.to_search_string())),
         }
     }
-    for e in &span.events {
-        for_each_kv(&e.attributes, f);
+    for e in span.events() {
+        for_each_kv(batch.event_attributes(e), f);
     }
     if let Some(kind) = span.kind.jaeger_name() {
         f(tag_hash("span.kind", kind));
     }
-    match span.status.code {
+    match span.status_code {
         StatusCode::Error => {
             f(tag_hash("error", "true"));
             f(tag_hash("otel.status_code", "ERROR"));
@@ -163,8 +170,8 @@ fn for_each_own_tag<'s>(span: &'s Span, keys: &mut KeyHashes<'s>, f: &mut impl F
         StatusCode::Ok => f(tag_hash("otel.status_code", "OK")),
         StatusCode::Unset => {}
     }
-    if !span.status.message.is_empty() {
-        f(tag_hash("otel.status_description", &span.status.message));
+    if !span.status_message.is_empty() {
+        f(tag_hash("otel.status_description", span.status_message));
     }
 }
 
@@ -191,16 +198,16 @@ impl<'s> KeyHashes<'s> {
     }
 }
 
-fn for_each_kv(list: &[KeyValue], f: &mut impl FnMut(u64)) {
+fn for_each_kv(list: &[KvView<'_>], f: &mut impl FnMut(u64)) {
     for kv in list {
-        match &kv.value {
-            AttrValue::String(s) => f(tag_hash(&kv.key, s)),
-            AttrValue::Int(i) => {
+        match kv.value {
+            ValueView::Str(s) => f(tag_hash(kv.key, s)),
+            ValueView::Int(i) => {
                 let mut buf = [0u8; 20];
-                f(tag_hash(&kv.key, int_str(*i, &mut buf)));
+                f(tag_hash(kv.key, int_str(i, &mut buf)));
             }
-            AttrValue::Bool(b) => f(tag_hash(&kv.key, if *b { "true" } else { "false" })),
-            other => f(tag_hash(&kv.key, &other.to_search_string())),
+            ValueView::Bool(b) => f(tag_hash(kv.key, if b { "true" } else { "false" })),
+            ref other => f(tag_hash(kv.key, &other.to_search_string())),
         }
     }
 }
@@ -224,12 +231,12 @@ fn int_str(i: i64, buf: &mut [u8; 20]) -> &str {
     std::str::from_utf8(&buf[at..]).unwrap_or_default()
 }
 
-fn scope_tags(scope: &Scope, f: &mut impl FnMut(u64)) {
+fn scope_tags(scope: &ScopeView<'_>, f: &mut impl FnMut(u64)) {
     if !scope.name.is_empty() {
-        f(tag_hash("otel.scope.name", &scope.name));
+        f(tag_hash("otel.scope.name", scope.name));
     }
     if !scope.version.is_empty() {
-        f(tag_hash("otel.scope.version", &scope.version));
+        f(tag_hash("otel.scope.version", scope.version));
     }
 }
 
@@ -349,19 +356,23 @@ pub(crate) struct BuiltBlock {
 ///
 /// Computed by `write_batch` on the caller's thread, while the spans are still in its cache,
 /// and merged per block.
-pub(crate) fn tag_hashes(spans: &[Span]) -> Vec<u64> {
+pub(crate) fn tag_hashes(batch: &BatchView<'_>) -> Vec<u64> {
     let mut tags: Vec<u64> = Vec::new();
-    let mut resource_tags: FxMap<*const Resource, ()> = FxMap::default();
-    let mut scope_seen: FxMap<*const Scope, ()> = FxMap::default();
     let mut keys = KeyHashes::default();
     let mut push = |h| tags.push(h);
-    for s in spans {
-        for_each_own_tag(s, &mut keys, &mut push);
-        if resource_tags.insert(Arc::as_ptr(&s.resource), ()).is_none() {
-            for_each_kv(&s.resource.attributes, &mut push);
+    let mut resource_seen = vec![false; batch.resources().len()];
+    let mut scope_seen = vec![false; batch.scopes().len()];
+    for s in batch.spans() {
+        for_each_own_tag(batch, &s, &mut keys, &mut push);
+        if let Some(seen) = resource_seen.get_mut(s.resource_index() as usize)
+            && !std::mem::replace(seen, true)
+        {
+            for_each_kv(batch.resource_attributes(s.resource()), &mut push);
         }
-        if scope_seen.insert(Arc::as_ptr(&s.scope), ()).is_none() {
-            scope_tags(&s.scope, &mut push);
+        if let Some(seen) = scope_seen.get_mut(s.scope_index() as usize)
+            && !std::mem::replace(seen, true)
+        {
+            scope_tags(s.scope(), &mut push);
         }
     }
     tags.sort_unstable();

@@ -8,7 +8,7 @@
 
 use super::block::tag_hashes;
 use super::codec::FxMap;
-use crate::model::{Span, SpanKind, TraceId};
+use crate::model::{BatchView, Span, SpanKind, TraceId};
 use crate::store::TraceQuery;
 
 /// What queries and block summaries need to know about a chunk without decoding it.
@@ -31,12 +31,17 @@ pub(crate) struct Summary {
 impl Summary {
     /// Summarises `spans`.
     pub(crate) fn of(spans: &[Span]) -> Self {
+        Self::of_batch(&BatchView::from_spans(spans))
+    }
+
+    /// Summarises the spans of `batch`.
+    pub(crate) fn of_batch(batch: &BatchView<'_>) -> Self {
         let mut ops: FxMap<(&str, &str, SpanKind), u64> = FxMap::default();
-        let mut traces: Vec<TraceId> = Vec::with_capacity(spans.len());
+        let mut traces: Vec<TraceId> = Vec::with_capacity(batch.len());
         let (mut min_start, mut max_start, mut max_end) = (u64::MAX, 0, 0);
         let (mut min_duration, mut max_duration) = (u64::MAX, 0);
-        for s in spans {
-            *ops.entry((s.service_name(), &s.name, s.kind)).or_default() += 1;
+        for s in batch.spans() {
+            *ops.entry((s.service_name(), s.name, s.kind)).or_default() += 1;
             traces.push(s.trace_id);
             min_start = min_start.min(s.start_ns);
             max_start = max_start.max(s.start_ns);
@@ -52,7 +57,7 @@ impl Summary {
             .collect();
         ops.sort();
         Self {
-            spans: u32::try_from(spans.len()).unwrap_or(u32::MAX),
+            spans: u32::try_from(batch.len()).unwrap_or(u32::MAX),
             traces,
             min_start,
             max_start,
@@ -60,7 +65,7 @@ impl Summary {
             min_duration,
             max_duration,
             ops,
-            tags: tag_hashes(spans),
+            tags: tag_hashes(batch),
         }
     }
 

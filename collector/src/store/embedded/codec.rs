@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::model::{
-    AttrValue, Event, KeyValue, Link, Resource, Scope, Span, SpanId, SpanKind, Status, StatusCode,
-    TraceId,
+    AttrValue, BatchView, Event, KeyValue, KvView, Link, MAX_VALUE_DEPTH, Resource, Scope, Span,
+    SpanId, SpanKind, SpanRef, Status, StatusCode, TraceId, ValueView, nested_items, nested_len,
 };
 
 /// Why bytes could not be decoded (only possible for corrupt data: records are checksummed).
@@ -167,20 +167,26 @@ impl<'a> Reader<'a> {
 // === encoding ===
 
 /// Encodes `spans` (any order) into one self-contained buffer.
+#[cfg(test)]
 pub(crate) fn encode_spans<'s>(spans: impl IntoIterator<Item = &'s Span>) -> Vec<u8> {
-    let mut spans: Vec<&Span> = spans.into_iter().collect();
+    encode_batch(&BatchView::from_spans(spans))
+}
+
+/// Encodes the spans of `batch` into one self-contained buffer.
+pub(crate) fn encode_batch<'s>(batch: &BatchView<'s>) -> Vec<u8> {
+    let mut spans: Vec<SpanRef<'_, 's>> = batch.spans().collect();
     spans.sort_by_key(|s| (s.trace_id, s.start_ns, s.span_id));
     let mut enc = Encoder::default();
     let base = spans.iter().map(|s| s.start_ns).min().unwrap_or(0);
     let mut body = Vec::with_capacity(spans.len() * 160);
-    let groups: Vec<&[&Span]> = spans.chunk_by(|a, b| a.trace_id == b.trace_id).collect();
+    let groups: Vec<&[SpanRef<'_, 's>]> = spans.chunk_by(|a, b| a.trace_id == b.trace_id).collect();
     put_varint(&mut body, groups.len() as u64);
     let mut group_buf = Vec::new();
     for group in groups {
         group_buf.clear();
         let mut prev = base;
         for span in group {
-            enc.span(&mut group_buf, span, group, &mut prev);
+            enc.span(&mut group_buf, batch, span, group, &mut prev);
         }
         body.extend_from_slice(group[0].trace_id.as_bytes());
         put_varint(&mut body, group_buf.len() as u64);
@@ -209,8 +215,9 @@ struct Encoder<'s> {
     string_ids: FxMap<&'s str, u32>,
     strings: Vec<&'s str>,
     strings_len: usize,
-    resource_ptrs: FxMap<*const Resource, u32>,
-    scope_ptrs: FxMap<*const Scope, u32>,
+    /// Table index of each resource (scope) of the batch, once encoded.
+    resource_ids: Vec<Option<u32>>,
+    scope_ids: Vec<Option<u32>>,
     table_ids: FxMap<Vec<u8>, u32>,
     resources: Vec<Vec<u8>>,
     scopes: Vec<Vec<u8>>,
@@ -258,42 +265,91 @@ impl<'s> Encoder<'s> {
         }
     }
 
-    fn kvs(&mut self, out: &mut Vec<u8>, kvs: &'s [KeyValue]) {
+    fn kvs(&mut self, out: &mut Vec<u8>, kvs: &[KvView<'s>]) {
         put_varint(out, kvs.len() as u64);
         for kv in kvs {
-            self.string(out, &kv.key);
-            self.value(out, &kv.value);
+            self.string(out, kv.key);
+            self.value(out, &kv.value, 0);
         }
     }
 
     /// A span's own attributes: keys and short values go through the per-position cache.
-    fn span_kvs(&mut self, out: &mut Vec<u8>, kvs: &'s [KeyValue]) {
+    fn span_kvs(&mut self, out: &mut Vec<u8>, kvs: &[KvView<'s>]) {
         put_varint(out, kvs.len() as u64);
         for (i, kv) in kvs.iter().enumerate() {
-            self.string_at(out, &kv.key, 2 * i + SPAN_SLOTS);
-            match &kv.value {
-                AttrValue::String(v) if v.len() <= INTERN_MAX_LEN => {
+            self.string_at(out, kv.key, 2 * i + SPAN_SLOTS);
+            match kv.value {
+                ValueView::Str(v) if v.len() <= INTERN_MAX_LEN => {
                     out.push(0);
                     self.string_at(out, v, 2 * i + 1 + SPAN_SLOTS);
                 }
-                v => self.value(out, v),
+                ref v => self.value(out, v, 0),
             }
         }
     }
 
-    fn value(&mut self, out: &mut Vec<u8>, v: &'s AttrValue) {
+    fn str_value(&mut self, out: &mut Vec<u8>, s: &'s str) {
+        // Long values are mostly unique (ids, URLs): interning them costs a hash-map insert
+        // each and saves nothing, so they are written inline and left to zstd.
+        if s.len() > INTERN_MAX_LEN {
+            out.push(9);
+            put_varint(out, s.len() as u64);
+            out.extend_from_slice(s.as_bytes());
+        } else {
+            out.push(0);
+            self.string(out, s);
+        }
+    }
+
+    /// A value at nesting depth `depth` (an attribute's value is at 0); a received nested
+    /// value deeper than the conversion keeps is `Empty`, as in [`convert_request`].
+    ///
+    /// [`convert_request`]: crate::model::convert_request
+    fn value(&mut self, out: &mut Vec<u8>, v: &ValueView<'s>, depth: usize) {
+        match *v {
+            ValueView::Str(s) => self.str_value(out, s),
+            ValueView::Bool(false) => out.push(1),
+            ValueView::Bool(true) => out.push(2),
+            ValueView::Int(i) => {
+                out.push(3);
+                put_varint(out, zigzag(i));
+            }
+            ValueView::Double(d) => {
+                out.push(4);
+                out.extend_from_slice(&d.to_bits().to_le_bytes());
+            }
+            ValueView::Bytes(b) => {
+                out.push(5);
+                put_varint(out, b.len() as u64);
+                out.extend_from_slice(b);
+            }
+            ValueView::Nested(v) => self.model_value(out, v),
+            ValueView::Raw { map, bytes } => {
+                let item_depth = depth + 1;
+                let cut = |v: ValueView<'s>| {
+                    if item_depth > MAX_VALUE_DEPTH {
+                        ValueView::Empty
+                    } else {
+                        v
+                    }
+                };
+                out.push(if map { 7 } else { 6 });
+                put_varint(out, nested_len(map, bytes) as u64);
+                for (key, item) in nested_items(map, bytes) {
+                    if map {
+                        self.string(out, key);
+                    }
+                    self.value(out, &cut(item), item_depth);
+                }
+            }
+            ValueView::Empty => out.push(8),
+        }
+    }
+
+    /// A value of a converted span (already cut to the depth limit).
+    fn model_value(&mut self, out: &mut Vec<u8>, v: &'s AttrValue) {
         match v {
-            // Long values are mostly unique (ids, URLs): interning them costs a hash-map
-            // insert each and saves nothing, so they are written inline and left to zstd.
-            AttrValue::String(s) if s.len() > INTERN_MAX_LEN => {
-                out.push(9);
-                put_varint(out, s.len() as u64);
-                out.extend_from_slice(s.as_bytes());
-            }
-            AttrValue::String(s) => {
-                out.push(0);
-                self.string(out, s);
-            }
+            AttrValue::String(s) => self.str_value(out, s),
             AttrValue::Bool(false) => out.push(1),
             AttrValue::Bool(true) => out.push(2),
             AttrValue::Int(i) => {
@@ -313,12 +369,16 @@ impl<'s> Encoder<'s> {
                 out.push(6);
                 put_varint(out, values.len() as u64);
                 for v in values {
-                    self.value(out, v);
+                    self.model_value(out, v);
                 }
             }
             AttrValue::Map(kvs) => {
                 out.push(7);
-                self.kvs(out, kvs);
+                put_varint(out, kvs.len() as u64);
+                for kv in kvs {
+                    self.string(out, &kv.key);
+                    self.model_value(out, &kv.value);
+                }
             }
             AttrValue::Empty => out.push(8),
         }
@@ -338,32 +398,47 @@ impl<'s> Encoder<'s> {
         })
     }
 
-    fn resource(&mut self, r: &'s Arc<Resource>) -> u32 {
-        if let Some(id) = self.resource_ptrs.get(&Arc::as_ptr(r)) {
+    fn resource(&mut self, batch: &BatchView<'s>, i: u32) -> u32 {
+        if let Some(Some(id)) = self.resource_ids.get(i as usize) {
             return *id;
         }
+        let r = batch.resource(i);
         let mut b = vec![0u8];
-        self.string(&mut b, &r.service_name);
-        self.kvs(&mut b, &r.attributes);
+        self.string(&mut b, r.service_name);
+        self.kvs(&mut b, batch.resource_attributes(r));
         let id = self.table_entry(b, false);
-        self.resource_ptrs.insert(Arc::as_ptr(r), id);
+        if self.resource_ids.len() <= i as usize {
+            self.resource_ids.resize(i as usize + 1, None);
+        }
+        self.resource_ids[i as usize] = Some(id);
         id
     }
 
-    fn scope(&mut self, s: &'s Arc<Scope>) -> u32 {
-        if let Some(id) = self.scope_ptrs.get(&Arc::as_ptr(s)) {
+    fn scope(&mut self, batch: &BatchView<'s>, i: u32) -> u32 {
+        if let Some(Some(id)) = self.scope_ids.get(i as usize) {
             return *id;
         }
+        let s = batch.scope(i);
         let mut b = vec![1u8];
-        self.string(&mut b, &s.name);
-        self.string(&mut b, &s.version);
-        self.kvs(&mut b, &s.attributes);
+        self.string(&mut b, s.name);
+        self.string(&mut b, s.version);
+        self.kvs(&mut b, batch.scope_attributes(s));
         let id = self.table_entry(b, true);
-        self.scope_ptrs.insert(Arc::as_ptr(s), id);
+        if self.scope_ids.len() <= i as usize {
+            self.scope_ids.resize(i as usize + 1, None);
+        }
+        self.scope_ids[i as usize] = Some(id);
         id
     }
 
-    fn span(&mut self, out: &mut Vec<u8>, s: &'s Span, group: &[&Span], prev: &mut u64) {
+    fn span(
+        &mut self,
+        out: &mut Vec<u8>,
+        batch: &BatchView<'s>,
+        s: &SpanRef<'_, 's>,
+        group: &[SpanRef<'_, 's>],
+        prev: &mut u64,
+    ) {
         out.extend_from_slice(s.span_id.as_bytes());
         match s.parent_span_id {
             None => out.push(0),
@@ -375,32 +450,34 @@ impl<'s> Encoder<'s> {
                 }
             },
         }
-        self.string_at(out, &s.trace_state, 0);
+        self.string_at(out, s.trace_state, 0);
         put_varint(out, u64::from(s.flags));
-        self.string_at(out, &s.name, 1);
+        self.string_at(out, s.name, 1);
         out.push(s.kind.to_otlp() as u8);
         put_varint(out, zigzag(s.start_ns.wrapping_sub(*prev) as i64));
         *prev = s.start_ns;
         put_varint(out, zigzag(s.end_ns.wrapping_sub(s.start_ns) as i64));
-        self.span_kvs(out, &s.attributes);
-        put_varint(out, s.events.len() as u64);
-        for e in &s.events {
+        self.span_kvs(out, s.attributes());
+        let events = s.events();
+        put_varint(out, events.len() as u64);
+        for e in events {
             put_varint(out, zigzag(e.time_ns.wrapping_sub(s.start_ns) as i64));
-            self.string(out, &e.name);
-            self.kvs(out, &e.attributes);
+            self.string(out, e.name);
+            self.kvs(out, batch.event_attributes(e));
         }
-        put_varint(out, s.links.len() as u64);
-        for l in &s.links {
+        let links = s.links();
+        put_varint(out, links.len() as u64);
+        for l in links {
             out.extend_from_slice(l.trace_id.as_bytes());
             out.extend_from_slice(l.span_id.as_bytes());
-            self.string(out, &l.trace_state);
-            self.kvs(out, &l.attributes);
+            self.string(out, l.trace_state);
+            self.kvs(out, batch.link_attributes(l));
         }
-        out.push(s.status.code.to_otlp() as u8);
-        self.string_at(out, &s.status.message, 2);
-        let r = self.resource(&s.resource);
+        out.push(s.status_code.to_otlp() as u8);
+        self.string_at(out, s.status_message, 2);
+        let r = self.resource(batch, s.resource_index());
         put_varint(out, u64::from(r));
-        let sc = self.scope(&s.scope);
+        let sc = self.scope(batch, s.scope_index());
         put_varint(out, u64::from(sc));
     }
 }
@@ -818,6 +895,31 @@ mod tests {
         assert_eq!(back, vec![span]);
         for cut in 0..buf.len() {
             let _ = Decoded::new(&buf[..cut]).and_then(Decoded::decode_all);
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// A chunk encoded from the received bytes is byte for byte the chunk encoded from the
+        /// spans prost + `convert_request` make of them, and has the same summary.
+        #[test]
+        fn received_bytes_encode_like_converted_spans(
+            request in crate::model::generated_requests::request()
+        ) {
+            use prost::Message as _;
+            let bytes = request.encode_to_vec();
+            let parsed = crate::model::parse_request(&bytes).unwrap();
+            let converted = crate::model::convert_request(request);
+            let from_spans = BatchView::from_spans(&converted.batch.spans);
+            proptest::prop_assert_eq!(encode_batch(&parsed.batch), encode_batch(&from_spans));
+            let (a, b) = (
+                super::super::chunk::Summary::of_batch(&parsed.batch),
+                super::super::chunk::Summary::of_batch(&from_spans),
+            );
+            proptest::prop_assert_eq!(a.tags, b.tags);
+            proptest::prop_assert_eq!(a.ops, b.ops);
+            proptest::prop_assert_eq!(a.traces, b.traces);
         }
     }
 }
