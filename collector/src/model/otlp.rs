@@ -90,17 +90,8 @@ fn convert_span(
     resource: &Arc<Resource>,
     scope: &Arc<Scope>,
 ) -> Result<Span, SpanRejection> {
-    let trace_id = TraceId::from_slice(&span.trace_id).map_err(SpanRejection::TraceId)?;
-    let span_id = SpanId::from_slice(&span.span_id).map_err(SpanRejection::SpanId)?;
-    let parent_span_id = match span.parent_span_id.len() {
-        0 => None,
-        _ => match SpanId::from_slice(&span.parent_span_id) {
-            Ok(id) => Some(id),
-            // An all-zero parent is how some SDKs write "no parent".
-            Err(IdError::Zero) => None,
-            Err(e) => return Err(SpanRejection::ParentSpanId(e)),
-        },
-    };
+    let (trace_id, span_id, parent_span_id) =
+        validate_ids(&span.trace_id, &span.span_id, &span.parent_span_id)?;
     let links = span
         .links
         .into_iter()
@@ -149,6 +140,26 @@ fn convert_span(
         resource: Arc::clone(resource),
         scope: Arc::clone(scope),
     })
+}
+
+/// A span's ids, or why the span is rejected: the trace and span ids must be valid; the parent
+/// may be empty or all zeroes (how some SDKs write "no parent").
+pub(super) fn validate_ids(
+    trace_id: &[u8],
+    span_id: &[u8],
+    parent: &[u8],
+) -> Result<(TraceId, SpanId, Option<SpanId>), SpanRejection> {
+    let trace_id = TraceId::from_slice(trace_id).map_err(SpanRejection::TraceId)?;
+    let span_id = SpanId::from_slice(span_id).map_err(SpanRejection::SpanId)?;
+    let parent = match parent.len() {
+        0 => None,
+        _ => match SpanId::from_slice(parent) {
+            Ok(id) => Some(id),
+            Err(IdError::Zero) => None,
+            Err(e) => return Err(SpanRejection::ParentSpanId(e)),
+        },
+    };
+    Ok((trace_id, span_id, parent))
 }
 
 /// Converts OTLP attributes.

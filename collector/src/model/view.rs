@@ -116,7 +116,8 @@ impl<'a> ValueView<'a> {
         }
     }
 
-    fn of(value: &'a AttrValue) -> Self {
+    /// A view of a model value (arrays and maps as [`Nested`](Self::Nested)).
+    pub fn of_model(value: &'a AttrValue) -> Self {
         match value {
             AttrValue::String(s) => Self::Str(s),
             AttrValue::Bool(b) => Self::Bool(*b),
@@ -358,7 +359,7 @@ impl<'a> BatchView<'a> {
         let start = self.kvs.len() as u32;
         self.kvs.extend(kvs.iter().map(|kv| KvView {
             key: &kv.key,
-            value: ValueView::of(&kv.value),
+            value: ValueView::of_model(&kv.value),
         }));
         start..self.kvs.len() as u32
     }

@@ -15,8 +15,8 @@
 //! map) values, prost concatenates them and this reader keeps the last.
 //! The tests below hold the reader to `prost` + `convert_request` on generated requests.
 
-use super::ids::{IdError, SpanId, TraceId};
-use super::otlp::{MAX_VALUE_DEPTH, SpanRejection};
+use super::ids::{SpanId, TraceId};
+use super::otlp::{MAX_VALUE_DEPTH, SpanRejection, validate_ids};
 use super::span::{AttrValue, KeyValue, NO_SERVICE_NAME, SpanKind, StatusCode};
 use super::view::{
     BatchView, EventView, KvView, LinkView, ResourceView, ScopeView, SpanView, ValueView,
@@ -537,25 +537,6 @@ impl<'a> Parser<'a> {
         self.out.batch.kvs.push(KvView { key, value });
         Ok(())
     }
-}
-
-fn validate_ids(
-    trace_id: &[u8],
-    span_id: &[u8],
-    parent: &[u8],
-) -> Result<(TraceId, SpanId, Option<SpanId>), SpanRejection> {
-    let trace_id = TraceId::from_slice(trace_id).map_err(SpanRejection::TraceId)?;
-    let span_id = SpanId::from_slice(span_id).map_err(SpanRejection::SpanId)?;
-    let parent = match parent.len() {
-        0 => None,
-        _ => match SpanId::from_slice(parent) {
-            Ok(id) => Some(id),
-            // An all-zero parent is how some SDKs write "no parent".
-            Err(IdError::Zero) => None,
-            Err(e) => return Err(SpanRejection::ParentSpanId(e)),
-        },
-    };
-    Ok((trace_id, span_id, parent))
 }
 
 /// A `KeyValue` message at message depth `depth`: its key and its value.

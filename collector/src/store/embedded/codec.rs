@@ -323,7 +323,7 @@ impl<'s> Encoder<'s> {
                 put_varint(out, b.len() as u64);
                 out.extend_from_slice(b);
             }
-            ValueView::Nested(v) => self.model_value(out, v),
+            ValueView::Nested(v) => self.model_nested(out, v, depth),
             ValueView::Raw { map, bytes } => {
                 let item_depth = depth + 1;
                 let cut = |v: ValueView<'s>| {
@@ -346,30 +346,14 @@ impl<'s> Encoder<'s> {
         }
     }
 
-    /// A value of a converted span (already cut to the depth limit).
-    fn model_value(&mut self, out: &mut Vec<u8>, v: &'s AttrValue) {
+    /// An array or map of a converted span (already cut to the depth limit).
+    fn model_nested(&mut self, out: &mut Vec<u8>, v: &'s AttrValue, depth: usize) {
         match v {
-            AttrValue::String(s) => self.str_value(out, s),
-            AttrValue::Bool(false) => out.push(1),
-            AttrValue::Bool(true) => out.push(2),
-            AttrValue::Int(i) => {
-                out.push(3);
-                put_varint(out, zigzag(*i));
-            }
-            AttrValue::Double(d) => {
-                out.push(4);
-                out.extend_from_slice(&d.to_bits().to_le_bytes());
-            }
-            AttrValue::Bytes(b) => {
-                out.push(5);
-                put_varint(out, b.len() as u64);
-                out.extend_from_slice(b);
-            }
             AttrValue::Array(values) => {
                 out.push(6);
                 put_varint(out, values.len() as u64);
                 for v in values {
-                    self.model_value(out, v);
+                    self.value(out, &ValueView::of_model(v), depth + 1);
                 }
             }
             AttrValue::Map(kvs) => {
@@ -377,10 +361,10 @@ impl<'s> Encoder<'s> {
                 put_varint(out, kvs.len() as u64);
                 for kv in kvs {
                     self.string(out, &kv.key);
-                    self.model_value(out, &kv.value);
+                    self.value(out, &ValueView::of_model(&kv.value), depth + 1);
                 }
             }
-            AttrValue::Empty => out.push(8),
+            scalar => self.value(out, &ValueView::of_model(scalar), depth),
         }
     }
 
