@@ -384,3 +384,35 @@ async fn full_queue_pushes_back_with_503() {
     assert_eq!(a.post_otlp(&build_request(500, 1000, now)).await, 200);
     a.stop().await;
 }
+
+/// A request with an invalid span gets a partial success; the valid spans are stored and
+/// forwarded (re-encoded without the invalid one), the invalid one goes nowhere.
+#[tokio::test]
+async fn only_the_valid_spans_of_a_partial_request_are_forwarded() {
+    let upstream = OtlpReceiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let a = forwarder(dir.path(), &[upstream.grpc_endpoint()], |_| {}).await;
+    let mut request = fixture_request();
+    let valid: Vec<String> = request
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .flat_map(|s| &s.spans)
+        .map(|s| s.name.clone())
+        .collect();
+    let spans = &mut request.resource_spans[0].scope_spans[0].spans;
+    let mut invalid = spans[0].clone();
+    invalid.trace_id = vec![0; 16];
+    invalid.name = "invalid".into();
+    spans.push(invalid);
+    assert_eq!(a.post_otlp(&request).await, 200);
+    let got = upstream
+        .wait_for_spans(valid.len(), Duration::from_secs(30))
+        .await;
+    let mut names: Vec<String> = got.iter().map(|s| s.span.name.clone()).collect();
+    names.sort();
+    let mut want = valid;
+    want.sort();
+    assert_eq!(names, want);
+    a.stop().await;
+}
