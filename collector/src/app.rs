@@ -26,6 +26,12 @@ use crate::query::{self, QueryState};
 use crate::receiver::{Ingest, grpc, http};
 use crate::store::{EmbeddedStore, MemoryStore, NullStore, SpanStore};
 
+/// The OTLP/gRPC server's HTTP/2 receive window per stream: one typical export (512 spans,
+/// ~250 KB) fits with room to spare. Memory is bounded by the request size limit and the
+/// decode budget, not by the window.
+const GRPC_STREAM_WINDOW_BYTES: u32 = 1 << 20;
+/// The receive window per connection (several streams in flight).
+const GRPC_CONNECTION_WINDOW_BYTES: u32 = 4 << 20;
 /// How long the pipeline may take to drain at shutdown.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -184,6 +190,10 @@ pub async fn start_with_store(
     receivers.spawn(async move {
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
         let result = tonic::transport::Server::builder()
+            // HTTP/2's default 64 KiB windows make a 250 KB export wait for several
+            // WINDOW_UPDATE round trips; a request up to the window is sent at once.
+            .initial_stream_window_size(GRPC_STREAM_WINDOW_BYTES)
+            .initial_connection_window_size(GRPC_CONNECTION_WINDOW_BYTES)
             .layer(grpc_layer)
             .add_service(grpc_service)
             .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
