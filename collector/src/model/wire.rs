@@ -88,7 +88,19 @@ impl<'a> Cursor<'a> {
         Self { buf }
     }
 
+    #[inline]
     fn varint(&mut self) -> Result<u64, WireError> {
+        // Most varints here (keys, lengths of short fields, enums) are one byte.
+        if let Some((&b, rest)) = self.buf.split_first()
+            && b < 0x80
+        {
+            self.buf = rest;
+            return Ok(u64::from(b));
+        }
+        self.varint_slow()
+    }
+
+    fn varint_slow(&mut self) -> Result<u64, WireError> {
         let mut value = 0u64;
         for i in 0..10 {
             let (&b, rest) = self.buf.split_first().ok_or(WireError::Truncated)?;
@@ -105,6 +117,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// The next field's number and wire type, or `None` at the end.
+    #[inline]
     fn key(&mut self) -> Result<Option<(u32, u8)>, WireError> {
         if self.buf.is_empty() {
             return Ok(None);
@@ -127,6 +140,7 @@ impl<'a> Cursor<'a> {
         Ok(head)
     }
 
+    #[inline]
     fn bytes(&mut self) -> Result<&'a [u8], WireError> {
         let n = self.varint()?;
         self.take(usize::try_from(n).map_err(|_| WireError::Truncated)?)
