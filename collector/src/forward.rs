@@ -19,6 +19,7 @@
 //! upstream. When a queue reaches its disk cap, ingest is refused with 503 / `UNAVAILABLE` (the
 //! pipeline's back-pressure answer) until the upstream catches up. See `docs/forwarding.md`.
 
+pub mod body;
 pub mod config;
 mod cursor;
 pub mod encode;

@@ -1,10 +1,14 @@
 //! Sends one encoded `ExportTraceServiceRequest` to an upstream over OTLP/gRPC or
 //! OTLP/HTTP (protobuf) and classifies the answer ([`super::retry::Outcome`]).
 //!
-//! The body is sent as it is stored: the gRPC client uses a pass-through codec, the HTTP
-//! client posts the bytes. Both connect through one hyper-rustls connector, so `https://`
-//! endpoints get TLS (rustls, ring) and `http://` ones plain TCP (h2c for gRPC).
+//! The body comes ready to send from [`super::body`] (compressed, and for gRPC framed): the
+//! HTTP client posts it, the gRPC client sends it in place of the message tonic would encode
+//! (and compress, at a fixed level 6) itself, through [`Preframed`]; tonic still builds the
+//! request's headers and decodes the answer. Both connect through one hyper-rustls
+//! connector, so `https://` endpoints get TLS (rustls, ring) and `http://` ones plain TCP
+//! (h2c for gRPC).
 
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf as _, BufMut as _, Bytes};
@@ -21,6 +25,7 @@ use prost::Message as _;
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic_types::StatusExt as _;
 
+use super::body::BodyFormat;
 use super::config::{Compression, UpstreamProtocol};
 use super::retry::{Outcome, classify_grpc, classify_http};
 
@@ -82,7 +87,7 @@ enum Transport {
         uri: Uri,
     },
     Grpc {
-        channel: tonic::transport::Channel,
+        channel: Preframed<tonic::transport::Channel>,
     },
 }
 
@@ -116,7 +121,7 @@ impl Exporter {
                     .connect_timeout(settings.timeout)
                     .tcp_nodelay(true);
                 Transport::Grpc {
-                    channel: endpoint.connect_with_connector_lazy(connector),
+                    channel: Preframed(endpoint.connect_with_connector_lazy(connector)),
                 }
             }
         };
@@ -128,14 +133,16 @@ impl Exporter {
         })
     }
 
-    /// Whether the body should be gzip-compressed by the caller (HTTP only; gRPC compresses
-    /// messages itself).
-    pub fn wants_gzip_body(&self) -> bool {
-        matches!(self.transport, Transport::Http { .. }) && self.compression == Compression::Gzip
+    /// How [`export`](Self::export) wants its body built.
+    pub fn body_format(&self) -> BodyFormat {
+        BodyFormat {
+            gzip: self.compression == Compression::Gzip,
+            grpc: matches!(self.transport, Transport::Grpc { .. }),
+        }
     }
 
-    /// One attempt. `body` is the (possibly gzipped, see [`wants_gzip_body`](Self::wants_gzip_body))
-    /// encoded request.
+    /// One attempt. `body` is the encoded request as [`body_format`](Self::body_format) says
+    /// (gzipped or not; for gRPC, one framed message).
     pub async fn export(&self, body: Bytes) -> Outcome {
         let attempt = async {
             match &self.transport {
@@ -165,7 +172,7 @@ impl Exporter {
                 CONTENT_TYPE,
                 HeaderValue::from_static("application/x-protobuf"),
             );
-            if self.wants_gzip_body() {
+            if self.compression == Compression::Gzip {
                 h.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
             }
         }
@@ -211,19 +218,25 @@ impl Exporter {
         }
     }
 
-    async fn export_grpc(&self, channel: tonic::transport::Channel, body: Bytes) -> Outcome {
-        let mut grpc = tonic::client::Grpc::new(channel);
-        if self.compression == Compression::Gzip {
-            grpc = grpc.send_compressed(CompressionEncoding::Gzip);
-        }
-        grpc = grpc.accept_compressed(CompressionEncoding::Gzip);
+    async fn export_grpc(
+        &self,
+        channel: Preframed<tonic::transport::Channel>,
+        body: Bytes,
+    ) -> Outcome {
+        let mut grpc =
+            tonic::client::Grpc::new(channel).accept_compressed(CompressionEncoding::Gzip);
         if let Err(e) = grpc.ready().await {
             return Outcome::Retry {
                 reason: format!("gRPC connection failed: {e}"),
                 delay: None,
             };
         }
-        let mut request = tonic::Request::new(body);
+        // tonic encodes an empty message; `Preframed` sends `body` instead.
+        let mut request = tonic::Request::new(Bytes::new());
+        request.extensions_mut().insert(FramedBody {
+            body,
+            gzip: self.compression == Compression::Gzip,
+        });
         *request.metadata_mut() = tonic::metadata::MetadataMap::from_headers(self.headers.clone());
         request.set_timeout(self.timeout);
         let path = PathAndQuery::from_static(GRPC_EXPORT_PATH);
@@ -258,7 +271,47 @@ fn error_message(body: &[u8]) -> String {
     text.chars().take(200).collect()
 }
 
-/// Sends pre-encoded bytes, decodes the protobuf response.
+/// A gRPC request body framed (and compressed) by [`super::body`], carried in the request's
+/// extensions to [`Preframed`].
+#[derive(Debug, Clone)]
+struct FramedBody {
+    body: Bytes,
+    gzip: bool,
+}
+
+/// Below tonic's client: replaces the body of a request carrying a [`FramedBody`] with it, and
+/// says `grpc-encoding: gzip` when it is compressed. tonic's own message compression is off,
+/// so its level does not apply; everything else (headers, metadata, timeout, the answer's
+/// status and message) stays tonic's.
+#[derive(Debug, Clone)]
+struct Preframed<S>(S);
+
+impl<S> tower::Service<Request<tonic::body::Body>> for Preframed<S>
+where
+    S: tower::Service<Request<tonic::body::Body>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<tonic::body::Body>) -> Self::Future {
+        if let Some(FramedBody { body, gzip }) = request.extensions_mut().remove::<FramedBody>() {
+            if gzip {
+                request
+                    .headers_mut()
+                    .insert("grpc-encoding", HeaderValue::from_static("gzip"));
+            }
+            *request.body_mut() = tonic::body::Body::new(Full::new(body));
+        }
+        self.0.call(request)
+    }
+}
+
+/// Encodes the (empty) placeholder message, decodes the protobuf response.
 #[derive(Debug, Clone, Copy, Default)]
 struct RawCodec;
 

@@ -288,6 +288,13 @@ impl Queue {
     /// Blocking I/O.
     pub fn read(&self, batch: &Batch) -> io::Result<Vec<u8>> {
         let mut out = Vec::with_capacity(usize::try_from(batch.bytes).unwrap_or(0));
+        self.read_into(batch, &mut out)?;
+        Ok(out)
+    }
+
+    /// Like [`read`](Self::read), appending to `out` (which may start with room for a frame
+    /// header, so the payload is not copied again). Blocking I/O.
+    pub fn read_into(&self, batch: &Batch, out: &mut Vec<u8>) -> io::Result<()> {
         let mut open: Option<(u64, File)> = None;
         for &(seg, offset) in &batch.reads {
             let file = match &open {
@@ -298,9 +305,9 @@ impl Queue {
                         .1
                 }
             };
-            segment::read_payload(file, offset, &mut out)?;
+            segment::read_payload(file, offset, out)?;
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Marks records `first..=last` done. Returns the new acknowledged sequence number when

@@ -2,7 +2,6 @@
 //! sends up to `max_in_flight` at a time, retries retryable failures with backoff, and
 //! acknowledges (cursor + segment deletion) what the upstream accepted or permanently refused.
 
-use std::io::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -152,18 +151,13 @@ impl Sender {
 impl Attempt {
     async fn deliver(&self, batch: &Batch) -> Delivery {
         let queue = Arc::clone(&self.queue);
-        let (owned, gzip) = (batch.clone(), self.exporter.wants_gzip_body());
+        let (owned, format) = (batch.clone(), self.exporter.body_format());
         let body = tokio::task::spawn_blocking(move || -> std::io::Result<Bytes> {
-            let raw = queue.read(&owned)?;
-            if !gzip {
-                return Ok(Bytes::from(raw));
-            }
-            let mut encoder = flate2::write::GzEncoder::new(
-                Vec::with_capacity(raw.len() / 4),
-                flate2::Compression::fast(),
-            );
-            encoder.write_all(&raw)?;
-            encoder.finish().map(Bytes::from)
+            let prefix = format.prefix();
+            let mut raw = Vec::with_capacity(prefix + usize::try_from(owned.bytes).unwrap_or(0));
+            raw.resize(prefix, 0);
+            queue.read_into(&owned, &mut raw)?;
+            format.finish(raw)
         })
         .await;
         let body = match body {
