@@ -190,8 +190,10 @@ impl Builder {
         let filter = log_filter(&cfg.log_filter)?;
         let metrics = MetricsHandle::new(&cfg.service_name);
         let self_metrics = SelfMetrics::new(&metrics);
-        let provider = crate::trace::provider(&cfg, crate::resource::build(&cfg), &self_metrics)?;
-        let tracer = provider.tracer("tracelight");
+        let shut_down = Arc::new(AtomicBool::new(false));
+        let (provider, sink) =
+            crate::trace::provider(&cfg, crate::resource::build(&cfg), &self_metrics, shut_down)?;
+        let tracer = provider.tracer(crate::trace::TRACER_NAME);
         let otel_layer = tracing_opentelemetry::layer()
             .with_tracer(tracer.clone())
             .with_location(false)
@@ -233,6 +235,7 @@ impl Builder {
             metrics,
             propagators,
             tracing::Dispatch::new(subscriber),
+            Arc::new(sink),
         ))
     }
 

@@ -21,8 +21,9 @@
 //! never with the raw path. Requests that match no route are labelled
 //! [`UNMATCHED_ROUTE`](crate::metrics::names::UNMATCHED_ROUTE).
 //!
-//! The server span is an OpenTelemetry SDK span, not a `tracing` span: it is the current
-//! [`opentelemetry::Context`] while the request is handled, so `tracing` spans created in the
+//! The server span is an OpenTelemetry span (exported through the SDK's processors like any
+//! other), not a `tracing` span: it is the current [`opentelemetry::Context`] while the request
+//! is handled, so `tracing` spans created in the
 //! handler (`#[instrument]`, `.instrument()`-ed tasks) are its children, log lines outside them
 //! carry its ids, and events outside them become its span events. `tracing::Span::current()` in
 //! a handler does not see it: use [`current_context`](crate::current_context). Unsampled
@@ -42,6 +43,7 @@ mod future;
 mod layer;
 pub(crate) mod route;
 mod service;
+mod values;
 
 pub use future::ResponseFuture;
 pub use layer::{

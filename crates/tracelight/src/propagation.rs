@@ -56,6 +56,21 @@ pub use self::tracestate::{
     TraceStateError, format_tracestate, parse_tracestate, parse_tracestate_values,
 };
 
+/// Whether `headers` hold a header that some format extracts from: `traceparent`, `baggage`,
+/// `b3` or `x-b3-*` (`tracestate` is only read with a `traceparent`). Header names are
+/// lowercase in a [`HeaderMap`].
+fn may_carry_context(headers: &HeaderMap) -> bool {
+    headers.keys().any(|name| {
+        let name = name.as_str();
+        match name.len() {
+            2 => name == "b3",
+            7 => name == "baggage",
+            11 => name == "traceparent",
+            _ => name.starts_with("x-b3-"),
+        }
+    })
+}
+
 /// `traceparent` (W3C Trace Context).
 pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 /// `tracestate` (W3C Trace Context).
@@ -248,6 +263,20 @@ impl Propagators {
     /// (`is_remote() == true`), baggage with
     /// [`BaggageExt::with_baggage`](opentelemetry::baggage::BaggageExt).
     pub fn extract_with_context(&self, cx: &Context, headers: &HeaderMap) -> Context {
+        if !may_carry_context(headers) {
+            return cx.clone();
+        }
+        self.extract_present(cx, headers)
+    }
+
+    /// [`Propagators::extract`], or `None` when `headers` hold no header any format reads (the
+    /// common case of a request from outside any trace): one pass over the header names instead
+    /// of a hashed lookup per format.
+    pub(crate) fn extract_if_present(&self, headers: &HeaderMap) -> Option<Context> {
+        may_carry_context(headers).then(|| self.extract_present(&Context::new(), headers))
+    }
+
+    fn extract_present(&self, cx: &Context, headers: &HeaderMap) -> Context {
         let mut out: Option<Context> = None;
         let mut b3_done = false;
         for &kind in self.kinds() {

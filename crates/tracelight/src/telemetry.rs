@@ -2,7 +2,7 @@
 //! `/metrics` route, and flushes on shutdown.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::metrics::MetricsHandle;
 use crate::middleware::{LayerBuilder, TracelightLayer};
 use crate::propagation::Propagators;
+use crate::trace::SpanSink;
 
 /// Logs, traces and metrics of one service. Keep it alive for the life of the process and call
 /// [`Telemetry::shutdown`] at the end; dropping it also flushes, within the same deadline.
@@ -23,8 +24,9 @@ pub struct Telemetry {
     metrics: MetricsHandle,
     propagators: Propagators,
     dispatch: tracing::Dispatch,
-    /// Shared with the layers, which stop making span ids of their own once it is set.
-    shut_down: Arc<AtomicBool>,
+    /// Where the middleware ends its server spans; holds the flag, shared with the layers,
+    /// that tells them to stop recording spans of their own once telemetry is shut down.
+    sink: Arc<SpanSink>,
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -43,6 +45,7 @@ impl Telemetry {
         metrics: MetricsHandle,
         propagators: Propagators,
         dispatch: tracing::Dispatch,
+        sink: Arc<SpanSink>,
     ) -> Self {
         Self {
             config,
@@ -51,7 +54,7 @@ impl Telemetry {
             metrics,
             propagators,
             dispatch,
-            shut_down: Arc::new(AtomicBool::new(false)),
+            sink,
         }
     }
 
@@ -67,7 +70,7 @@ impl Telemetry {
             self.metrics.clone(),
             self.tracer.clone(),
             self.config.sampler,
-            self.shut_down.clone(),
+            Arc::clone(&self.sink),
         )
     }
 
@@ -152,7 +155,7 @@ impl Telemetry {
     pub async fn shutdown(self) {
         let provider = self.provider.clone();
         let timeout = self.config.shutdown_timeout;
-        if self.shut_down.swap(true, Ordering::AcqRel) {
+        if self.sink.shut_down.swap(true, Ordering::AcqRel) {
             return;
         }
         self.metrics.stop_upkeep();
@@ -164,7 +167,7 @@ impl Telemetry {
 
 impl Drop for Telemetry {
     fn drop(&mut self) {
-        if !self.shut_down.swap(true, Ordering::AcqRel) {
+        if !self.sink.shut_down.swap(true, Ordering::AcqRel) {
             self.metrics.stop_upkeep();
             shutdown_provider(&self.provider, self.config.shutdown_timeout);
         }

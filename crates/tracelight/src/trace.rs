@@ -3,26 +3,33 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{
-    BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider, SpanData, SpanExporter,
+    BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider, SimpleSpanProcessor, SpanData,
+    SpanExporter, SpanLimits, SpanProcessor,
 };
 
 use crate::config::{Config, Protocol, Sampler, TracesExporter};
 use crate::error::InitError;
 use crate::metrics::SelfMetrics;
 
+use self::server_span::SharedProcessor;
+
 mod context;
+mod event_names;
 pub(crate) mod ids;
+mod server_span;
 
 pub use self::context::current_context;
 pub(crate) use self::context::{
     ContextSpanEvents, RequestSpanName, name_request_span, request_span_name,
 };
+pub(crate) use self::server_span::{ServerSpan, SpanSink};
 
 /// Spans buffered between the application and the exporter. When the exporter is down or slow
 /// the queue fills and further spans are dropped (and counted): memory stays bounded and request
@@ -33,21 +40,28 @@ pub(crate) const MAX_EXPORT_BATCH_SIZE: usize = 512;
 /// How long the batch processor waits before exporting a partial batch.
 pub(crate) const SCHEDULED_DELAY: Duration = Duration::from_millis(1000);
 
-/// Builds the tracer provider for `cfg`. A provider always exists, even with no exporter, so
-/// spans get ids for log correlation and propagation.
+/// Builds the tracer provider for `cfg`, and the sink the server middleware ends its spans into
+/// (the same processors, sampler and instrumentation scope). A provider always exists, even with
+/// no exporter, so spans get ids for log correlation and propagation.
 pub(crate) fn provider(
     cfg: &Config,
     resource: opentelemetry_sdk::Resource,
     self_metrics: &SelfMetrics,
-) -> Result<SdkTracerProvider, InitError> {
-    let builder = SdkTracerProvider::builder()
-        .with_resource(resource)
-        .with_sampler(sampler(cfg.sampler));
-    let builder = match cfg.traces_exporter {
-        TracesExporter::None => builder,
-        TracesExporter::Console => {
-            builder.with_simple_exporter(opentelemetry_stdout::SpanExporter::default())
+    shut_down: Arc<AtomicBool>,
+) -> Result<(SdkTracerProvider, SpanSink), InitError> {
+    let mut processor: Box<dyn SpanProcessor> = match cfg.traces_exporter {
+        TracesExporter::None => {
+            return Ok((
+                SdkTracerProvider::builder()
+                    .with_resource(resource)
+                    .with_sampler(sampler(cfg.sampler))
+                    .build(),
+                sink(cfg, Box::new([]), shut_down),
+            ));
         }
+        TracesExporter::Console => Box::new(SimpleSpanProcessor::new(
+            opentelemetry_stdout::SpanExporter::default(),
+        )),
         TracesExporter::Otlp => {
             let exporter = CountingExporter::new(otlp_exporter(cfg)?, self_metrics);
             let batch = BatchConfigBuilder::default()
@@ -55,15 +69,42 @@ pub(crate) fn provider(
                 .with_max_export_batch_size(MAX_EXPORT_BATCH_SIZE)
                 .with_scheduled_delay(SCHEDULED_DELAY)
                 .build();
-            builder.with_span_processor(
+            Box::new(
                 BatchSpanProcessor::builder(exporter)
                     .with_batch_config(batch)
                     .build(),
             )
         }
     };
-    Ok(builder.build())
+    // What the provider does to its processors when built; done here because the processor is
+    // shared with the middleware (behind an `Arc`) from then on.
+    processor.set_resource(&resource);
+    let processor: Arc<dyn SpanProcessor> = Arc::from(processor);
+    let provider = SdkTracerProvider::builder()
+        .with_resource(resource)
+        .with_sampler(sampler(cfg.sampler))
+        .with_span_processor(SharedProcessor(Arc::clone(&processor)))
+        .build();
+    Ok((provider, sink(cfg, Box::new([processor]), shut_down)))
 }
+
+fn sink(
+    cfg: &Config,
+    processors: Box<[Arc<dyn SpanProcessor>]>,
+    shut_down: Arc<AtomicBool>,
+) -> SpanSink {
+    SpanSink {
+        processors,
+        sampler: sampler(cfg.sampler),
+        // The scope of `provider.tracer(TRACER_NAME)`.
+        scope: opentelemetry::InstrumentationScope::builder(TRACER_NAME).build(),
+        limits: SpanLimits::default(),
+        shut_down,
+    }
+}
+
+/// Name of the tracer (instrumentation scope) of tracelight's spans.
+pub(crate) const TRACER_NAME: &str = "tracelight";
 
 fn sampler(s: Sampler) -> opentelemetry_sdk::trace::Sampler {
     use opentelemetry_sdk::trace::Sampler as S;

@@ -2,7 +2,6 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use opentelemetry::Context as OtelContext;
 use opentelemetry::trace::{SpanContext, TraceContextExt as _};
@@ -14,6 +13,7 @@ use crate::config::Sampler;
 use crate::metrics::MetricsHandle;
 use crate::metrics::http::ServerMetrics;
 use crate::propagation::Propagators;
+use crate::trace::SpanSink;
 
 /// What to do with trace context that arrives on a request.
 #[non_exhaustive]
@@ -43,8 +43,8 @@ pub(crate) struct Shared {
     pub(crate) response_traceparent: bool,
     pub(crate) inbound: InboundContext,
     pub(crate) exclude: ExcludePredicate,
-    /// Set once [`Telemetry`](crate::Telemetry) has shut the tracer provider down.
-    pub(crate) shut_down: Arc<AtomicBool>,
+    /// Where server spans end: the provider's processors, sampler and shutdown flag.
+    pub(crate) sink: Arc<SpanSink>,
 }
 
 impl Shared {
@@ -69,7 +69,7 @@ impl Shared {
             }
             s => root(s),
         };
-        dropped && !parent.is_telemetry_suppressed() && !self.shut_down.load(Ordering::Relaxed)
+        dropped && !parent.is_telemetry_suppressed() && !self.sink.is_shut_down()
     }
 
     /// Whether the sampler will probably record a span with this parent: decides whether the
@@ -136,7 +136,7 @@ pub struct LayerBuilder {
     response_traceparent: bool,
     inbound: InboundContext,
     exclude: ExcludePredicate,
-    shut_down: Arc<AtomicBool>,
+    sink: Arc<SpanSink>,
 }
 
 impl fmt::Debug for LayerBuilder {
@@ -156,10 +156,10 @@ impl LayerBuilder {
         metrics: MetricsHandle,
         tracer: SdkTracer,
         sampler: Sampler,
-        shut_down: Arc<AtomicBool>,
+        sink: Arc<SpanSink>,
     ) -> Self {
         Self {
-            shut_down,
+            sink,
             propagators,
             tracer,
             sampler,
@@ -218,7 +218,7 @@ impl LayerBuilder {
                 response_traceparent: self.response_traceparent,
                 inbound: self.inbound,
                 exclude: self.exclude,
-                shut_down: self.shut_down,
+                sink: self.sink,
             }),
         }
     }

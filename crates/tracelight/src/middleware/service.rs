@@ -1,9 +1,11 @@
 //! [`Tracelight`]: the service that opens the server span and starts the clock.
 //!
-//! The server span is an OpenTelemetry SDK span, built with the tracer directly and made the
-//! current [`opentelemetry::Context`] while the request future is polled (see
-//! [`crate::trace`]'s `context` module for who reads it). Going through a `tracing` span and the
-//! `tracing-opentelemetry` bridge instead cost several µs per request, sampled or not.
+//! The server span is an OpenTelemetry span made the current [`opentelemetry::Context`] while
+//! the request future is polled (see [`crate::trace`]'s `context` module for who reads it).
+//! Going through a `tracing` span and the `tracing-opentelemetry` bridge instead cost several µs
+//! per request, sampled or not. It is not an SDK span either: the middleware samples it with the
+//! provider's sampler and records it as a `ServerSpan` (`trace/server_span.rs`), which hands the
+//! finished `SpanData` to the provider's processors itself.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -15,18 +17,22 @@ use std::time::{Instant, SystemTime};
 use http::{Request, Response};
 use opentelemetry::baggage::BaggageExt as _;
 use opentelemetry::trace::{
-    Link, Span as _, SpanBuilder, SpanContext, SpanKind, TraceContextExt as _, TraceFlags,
-    Tracer as _,
+    Link, Span as _, SpanBuilder, SpanContext, SpanId, SpanKind, Status, TraceContextExt as _,
+    TraceFlags, Tracer as _,
 };
 use opentelemetry::{Context as OtelContext, KeyValue, Value};
+use opentelemetry_sdk::trace::{
+    SamplingDecision, ShouldSample as _, SpanData, SpanEvents, SpanLinks,
+};
 use tower_service::Service;
 
 use super::future::{ResponseFuture, ServerScope, State};
 use super::layer::{InboundContext, Shared};
 use super::route::{InternedRoute, Route, interned, name_method, route_of_ref, route_str};
+use super::values;
 use crate::metrics::http::{METHODS, SCHEMES, method_index};
 use crate::metrics::names::OTHER_METHOD;
-use crate::trace::ids;
+use crate::trace::{ServerSpan, ids};
 
 /// Tracing and metrics middleware for one inner service. Created by
 /// [`TracelightLayer`](super::TracelightLayer).
@@ -134,15 +140,16 @@ fn server_span<B>(
     let headers = req.headers();
     let mut links = None;
     let parent = match shared.inbound {
-        InboundContext::Continue => {
-            let extracted = shared.propagators.extract(headers);
+        InboundContext::Continue => match shared.propagators.extract_if_present(headers) {
             // Baggage alone (no valid remote span) still becomes the parent context.
-            if extracted.span().span_context().is_valid() || !extracted.baggage().is_empty() {
+            Some(extracted)
+                if extracted.span().span_context().is_valid()
+                    || !extracted.baggage().is_empty() =>
+            {
                 extracted
-            } else {
-                crate::trace::current_context()
             }
-        }
+            _ => crate::trace::current_context(),
+        },
         InboundContext::NewRootWithLink => {
             // A fresh root, whatever context is current, linked to the caller's span.
             let extracted = shared.propagators.extract(headers);
@@ -185,22 +192,92 @@ fn server_span<B>(
     };
     let early = shared.likely_recorded(parent.span().span_context());
     let start_time = SystemTime::now();
-    let mut builder = SpanBuilder::from_name(name)
-        .with_kind(SpanKind::Server)
-        .with_start_time(start_time);
-    if early {
-        builder.attributes = Some(attributes(req, method, scheme, route_value()));
-    }
-    builder.links = links;
-    let mut span = shared.tracer.build_with_context(builder, &parent);
-    if !span.is_recording() {
-        // Children and log lines need only the ids; the SDK span holds nothing else.
+    let early_attributes = early.then(|| attributes(req, method, scheme, route_value()));
+    if parent.is_telemetry_suppressed() || shared.sink.is_shut_down() {
+        // The SDK makes an invalid, non-recording span then; let it.
+        let mut builder = SpanBuilder::from_name(name)
+            .with_kind(SpanKind::Server)
+            .with_start_time(start_time);
+        builder.attributes = early_attributes;
+        builder.links = links;
+        let span = shared.tracer.build_with_context(builder, &parent);
         let sc = span.span_context().clone();
         return (parent.with_remote_span_context(sc), static_name, None);
     }
-    if !early {
-        span.set_attributes(attributes(req, method, scheme, route_value()));
-    }
+    // What `SdkTracer::build_with_context` does, minus its per-span overhead (see
+    // `trace::server_span`): ids, the sampler's decision, the span data.
+    let sink = &shared.sink;
+    let (trace_id, parent_id, parent_remote, flags) = {
+        let span = parent.span();
+        let psc = span.span_context();
+        if psc.is_valid() {
+            (
+                psc.trace_id(),
+                psc.span_id(),
+                psc.is_remote(),
+                psc.trace_flags(),
+            )
+        } else {
+            (
+                ids::new_trace_id(),
+                SpanId::INVALID,
+                false,
+                TraceFlags::default(),
+            )
+        }
+    };
+    let span_id = ids::new_span_id();
+    let sampling = sink.sampler.should_sample(
+        Some(&parent),
+        trace_id,
+        &name,
+        &SpanKind::Server,
+        early_attributes.as_deref().unwrap_or_default(),
+        links.as_deref().unwrap_or_default(),
+    );
+    let sampled = match sampling.decision {
+        SamplingDecision::Drop => {
+            // Children and log lines need only the ids.
+            let sc = SpanContext::new(
+                trace_id,
+                span_id,
+                TraceFlags::default(),
+                false,
+                sampling.trace_state,
+            );
+            return (parent.with_remote_span_context(sc), static_name, None);
+        }
+        SamplingDecision::RecordOnly => false,
+        SamplingDecision::RecordAndSample => true,
+    };
+    let span_context = SpanContext::new(
+        trace_id,
+        span_id,
+        flags.with_sampled(sampled),
+        false,
+        sampling.trace_state,
+    );
+    let mut attributes =
+        early_attributes.unwrap_or_else(|| attributes(req, method, scheme, route_value()));
+    attributes.extend(sampling.attributes);
+    let mut span_links = SpanLinks::default();
+    span_links.links = links.unwrap_or_default();
+    let data = SpanData {
+        span_context,
+        parent_span_id: parent_id,
+        parent_span_is_remote: parent_remote,
+        span_kind: SpanKind::Server,
+        name,
+        start_time,
+        end_time: start_time,
+        attributes,
+        dropped_attributes_count: 0,
+        events: SpanEvents::default(),
+        links: span_links,
+        status: Status::Unset,
+        instrumentation_scope: sink.scope.clone(),
+    };
+    let span = ServerSpan::new(data, Arc::clone(sink));
     (parent.with_span(span), static_name, Some(start_time))
 }
 
@@ -232,14 +309,17 @@ fn attributes<B>(req: &Request<B>, method: u8, scheme: u8, route: Option<Value>)
         .get(http::header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
     {
-        out.push(KeyValue::new("user_agent.original", ua.to_owned()));
+        out.push(KeyValue::new("user_agent.original", values::user_agent(ua)));
     }
     if let Some(addr) = client_address(req) {
         out.push(KeyValue::new("client.address", addr.ip().to_string()));
     }
     let (server_address, server_port) = server_authority(req);
     if let Some(host) = server_address {
-        out.push(KeyValue::new("server.address", host.to_owned()));
+        out.push(KeyValue::new(
+            "server.address",
+            values::server_address(host),
+        ));
     }
     if let Some(port) = server_port {
         out.push(KeyValue::new("server.port", i64::from(port)));

@@ -26,6 +26,8 @@ use tracing_log::NormalizeEvent as _;
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
+use super::event_names::event_name;
+
 /// The OpenTelemetry context of the code calling it: that of the current `tracing` span when it
 /// has one (a span exported through `tracing-opentelemetry`), else
 /// [`opentelemetry::Context::current()`], which inside a request handled by
@@ -116,6 +118,7 @@ where
                 None => event.metadata().target().into(),
             };
             let mut visitor = EventVisitor {
+                callsite: std::ptr::from_ref(event.metadata()).addr(),
                 name: None,
                 attributes: Vec::with_capacity(4),
                 error: None,
@@ -129,6 +132,7 @@ where
                 name,
                 attributes,
                 error,
+                ..
             } = visitor;
             let name = name.unwrap_or(Cow::Borrowed(event.metadata().name()));
             span.add_event(name, attributes);
@@ -142,6 +146,8 @@ where
 }
 
 struct EventVisitor {
+    /// Identifies the event's callsite, for [`event_name`].
+    callsite: usize,
     name: Option<Cow<'static, str>>,
     attributes: Vec<KeyValue>,
     error: Option<String>,
@@ -186,7 +192,7 @@ impl Visit for EventVisitor {
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         match field.name() {
-            "message" => self.name = Some(format!("{value:?}").into()),
+            "message" => self.name = Some(event_name(self.callsite, value)),
             "error" if self.name.is_none() => self.record_error(format!("{value:?}")),
             _ => self.push(field, format!("{value:?}")),
         }
