@@ -629,7 +629,21 @@ impl<'a> Decoded<'a> {
         name: Option<&str>,
         start: (u64, u64),
         duration: (u64, u64),
+        tags: &[(String, String)],
     ) -> Option<Prefilter> {
+        let mut checks = Vec::new();
+        if tags.len() <= MAX_PRESCAN_TAGS {
+            for (key, value) in tags {
+                if DERIVED_TAG_KEYS.contains(&key.as_str()) {
+                    continue; // any span may match: not checked by the pre-scan
+                }
+                let check = TagCheck::new(self, key, value);
+                if check.keys.is_empty() && !check.resources.contains(&true) {
+                    return None;
+                }
+                checks.push(check);
+            }
+        }
         let name = match name {
             Some(n) => Some(self.strings.iter().position(|s| *s == n)? as u64),
             None => None,
@@ -653,7 +667,48 @@ impl<'a> Decoded<'a> {
             resources,
             start,
             duration,
+            tags: checks,
         })
+    }
+
+    /// Skips a list of attributes, setting bit `i` of `hits` when one may match `tags[i]`.
+    fn scan_kvs(
+        &self,
+        r: &mut Reader<'a>,
+        tags: &[TagCheck],
+        hits: &mut u64,
+    ) -> Result<(), DecodeError> {
+        if tags.is_empty() {
+            return skip_kvs(r, 0);
+        }
+        for _ in 0..r.count()? {
+            let key = r.varint()?;
+            if !tags.iter().any(|t| t.keys.contains(&key)) {
+                skip_value(r, 0)?;
+                continue;
+            }
+            let value = match r.u8()? {
+                0 => ValueView::Str(self.str(r)?.as_bytes()),
+                9 => {
+                    let n = r.len()?;
+                    ValueView::Str(r.bytes(n)?)
+                }
+                3 => ValueView::Int(unzigzag(r.varint()?)),
+                1 => ValueView::Bool(false),
+                2 => ValueView::Bool(true),
+                8 => ValueView::Empty,
+                tag => {
+                    skip_value_body(r, tag, 0)?;
+                    ValueView::Other
+                }
+            };
+            for (i, t) in tags.iter().enumerate() {
+                if t.keys.contains(&key) && t.may_match(&value) {
+                    *hits |= 1 << i;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Whether some span of the group meets the prefilter, reading without allocating.
@@ -676,11 +731,12 @@ impl<'a> Decoded<'a> {
             let start = prev.wrapping_add(unzigzag(r.varint()?) as u64);
             prev = start;
             let end = start.wrapping_add(unzigzag(r.varint()?) as u64);
-            skip_kvs(&mut r, 0)?;
+            let mut hits = 0u64;
+            self.scan_kvs(&mut r, &p.tags, &mut hits)?;
             for _ in 0..r.count()? {
                 r.varint()?;
                 r.varint()?;
-                skip_kvs(&mut r, 0)?;
+                self.scan_kvs(&mut r, &p.tags, &mut hits)?;
             }
             for _ in 0..r.count()? {
                 r.bytes(24)?;
@@ -692,16 +748,21 @@ impl<'a> Decoded<'a> {
             let resource = r.varint()?;
             r.varint()?;
             let duration = end.saturating_sub(start);
-            if p.name.is_none_or(|n| n == name)
-                && (p.start.0..=p.start.1).contains(&start)
-                && (p.duration.0..=p.duration.1).contains(&duration)
-                && p.resources.as_ref().is_none_or(|ok| {
-                    usize::try_from(resource)
-                        .ok()
-                        .and_then(|i| ok.get(i))
+            let resource = usize::try_from(resource).ok();
+            let tags_ok = p.tags.iter().enumerate().all(|(i, t)| {
+                hits & (1 << i) != 0
+                    || resource
+                        .and_then(|ri| t.resources.get(ri))
                         .copied()
                         .unwrap_or(false)
-                })
+            });
+            if tags_ok
+                && p.name.is_none_or(|n| n == name)
+                && (p.start.0..=p.start.1).contains(&start)
+                && (p.duration.0..=p.duration.1).contains(&duration)
+                && p.resources
+                    .as_ref()
+                    .is_none_or(|ok| resource.and_then(|i| ok.get(i)).copied().unwrap_or(false))
             {
                 return Ok(true);
             }
@@ -726,6 +787,81 @@ pub(crate) struct Prefilter {
     resources: Option<Vec<bool>>,
     start: (u64, u64),
     duration: (u64, u64),
+    /// Search tags the pre-scan checks (all but [`DERIVED_TAG_KEYS`]).
+    tags: Vec<TagCheck>,
+}
+
+/// Tag keys `Span::matches_tag` also derives from span fields rather than attributes: the
+/// pre-scan lets every span through for them. Must stay in step with `Span::matches_tag` (a
+/// key missing here makes searches miss spans; the model test catches that).
+const DERIVED_TAG_KEYS: [&str; 6] = [
+    "span.kind",
+    "error",
+    "otel.status_code",
+    "otel.status_description",
+    "otel.scope.name",
+    "otel.scope.version",
+];
+
+/// More search tags than this are not pre-checked (one bit per tag per span).
+const MAX_PRESCAN_TAGS: usize = 64;
+
+/// A search tag `key=value` resolved against one encoding's tables, for the pre-scan: it may
+/// say "may match" wrongly, never "cannot match" wrongly.
+#[derive(Debug)]
+struct TagCheck {
+    /// String-table indices holding the key (attribute keys are always table entries).
+    keys: Vec<u64>,
+    value: String,
+    /// The integer whose decimal form is `value`, if any.
+    int: Option<i64>,
+    /// Per resource of the table: whether its attributes hold the tag.
+    resources: Vec<bool>,
+}
+
+impl TagCheck {
+    fn new(d: &Decoded<'_>, key: &str, value: &str) -> Self {
+        Self {
+            keys: (0u64..)
+                .zip(&d.strings)
+                .filter(|(_, s)| **s == key)
+                .map(|(i, _)| i)
+                .collect(),
+            value: value.to_owned(),
+            int: value.parse::<i64>().ok().filter(|i| i.to_string() == value),
+            resources: d
+                .resources
+                .iter()
+                .map(|r| {
+                    r.attributes
+                        .iter()
+                        .any(|kv| kv.key == key && kv.value.to_search_string() == value)
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether an attribute value with this tag's key may make `Span::matches_tag` true.
+    fn may_match(&self, v: &ValueView<'_>) -> bool {
+        match v {
+            ValueView::Str(s) => *s == self.value.as_bytes(),
+            ValueView::Int(i) => self.int == Some(*i),
+            ValueView::Bool(b) => self.value == if *b { "true" } else { "false" },
+            ValueView::Empty => self.value.is_empty(),
+            ValueView::Other => true,
+        }
+    }
+}
+
+/// An attribute value as the pre-scan sees it, without allocating.
+#[derive(Debug)]
+enum ValueView<'a> {
+    Str(&'a [u8]),
+    Int(i64),
+    Bool(bool),
+    Empty,
+    /// Double, bytes, array or map: compared after decoding.
+    Other,
 }
 
 fn skip_kvs(r: &mut Reader<'_>, depth: usize) -> Result<(), DecodeError> {
@@ -737,10 +873,16 @@ fn skip_kvs(r: &mut Reader<'_>, depth: usize) -> Result<(), DecodeError> {
 }
 
 fn skip_value(r: &mut Reader<'_>, depth: usize) -> Result<(), DecodeError> {
+    let tag = r.u8()?;
+    skip_value_body(r, tag, depth)
+}
+
+/// Skips a value whose tag byte was read.
+fn skip_value_body(r: &mut Reader<'_>, tag: u8, depth: usize) -> Result<(), DecodeError> {
     if depth > MAX_DEPTH {
         return Err(DecodeError("attribute nesting too deep"));
     }
-    match r.u8()? {
+    match tag {
         0 | 3 => {
             r.varint()?;
         }
