@@ -53,6 +53,7 @@ mod chunk;
 mod codec;
 mod filter;
 mod lock;
+mod prescan;
 mod query;
 mod record;
 mod state;

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::prescan::{DERIVED_TAG_KEYS, MAX_PRESCAN_TAGS, TagCheck, ValueView};
 use crate::model::{
     AttrValue, Event, KeyValue, Link, Resource, Scope, Span, SpanId, SpanKind, Status, StatusCode,
     TraceId,
@@ -637,7 +638,7 @@ impl<'a> Decoded<'a> {
                 if DERIVED_TAG_KEYS.contains(&key.as_str()) {
                     continue; // any span may match: not checked by the pre-scan
                 }
-                let check = TagCheck::new(self, key, value);
+                let check = TagCheck::new(&self.strings, &self.resources, key, value);
                 if check.keys.is_empty() && !check.resources.contains(&true) {
                     return None;
                 }
@@ -789,79 +790,6 @@ pub(crate) struct Prefilter {
     duration: (u64, u64),
     /// Search tags the pre-scan checks (all but [`DERIVED_TAG_KEYS`]).
     tags: Vec<TagCheck>,
-}
-
-/// Tag keys `Span::matches_tag` also derives from span fields rather than attributes: the
-/// pre-scan lets every span through for them. Must stay in step with `Span::matches_tag` (a
-/// key missing here makes searches miss spans; the model test catches that).
-const DERIVED_TAG_KEYS: [&str; 6] = [
-    "span.kind",
-    "error",
-    "otel.status_code",
-    "otel.status_description",
-    "otel.scope.name",
-    "otel.scope.version",
-];
-
-/// More search tags than this are not pre-checked (one bit per tag per span).
-const MAX_PRESCAN_TAGS: usize = 64;
-
-/// A search tag `key=value` resolved against one encoding's tables, for the pre-scan: it may
-/// say "may match" wrongly, never "cannot match" wrongly.
-#[derive(Debug)]
-struct TagCheck {
-    /// String-table indices holding the key (attribute keys are always table entries).
-    keys: Vec<u64>,
-    value: String,
-    /// The integer whose decimal form is `value`, if any.
-    int: Option<i64>,
-    /// Per resource of the table: whether its attributes hold the tag.
-    resources: Vec<bool>,
-}
-
-impl TagCheck {
-    fn new(d: &Decoded<'_>, key: &str, value: &str) -> Self {
-        Self {
-            keys: (0u64..)
-                .zip(&d.strings)
-                .filter(|(_, s)| **s == key)
-                .map(|(i, _)| i)
-                .collect(),
-            value: value.to_owned(),
-            int: value.parse::<i64>().ok().filter(|i| i.to_string() == value),
-            resources: d
-                .resources
-                .iter()
-                .map(|r| {
-                    r.attributes
-                        .iter()
-                        .any(|kv| kv.key == key && kv.value.to_search_string() == value)
-                })
-                .collect(),
-        }
-    }
-
-    /// Whether an attribute value with this tag's key may make `Span::matches_tag` true.
-    fn may_match(&self, v: &ValueView<'_>) -> bool {
-        match v {
-            ValueView::Str(s) => *s == self.value.as_bytes(),
-            ValueView::Int(i) => self.int == Some(*i),
-            ValueView::Bool(b) => self.value == if *b { "true" } else { "false" },
-            ValueView::Empty => self.value.is_empty(),
-            ValueView::Other => true,
-        }
-    }
-}
-
-/// An attribute value as the pre-scan sees it, without allocating.
-#[derive(Debug)]
-enum ValueView<'a> {
-    Str(&'a [u8]),
-    Int(i64),
-    Bool(bool),
-    Empty,
-    /// Double, bytes, array or map: compared after decoding.
-    Other,
 }
 
 fn skip_kvs(r: &mut Reader<'_>, depth: usize) -> Result<(), DecodeError> {
