@@ -7,6 +7,11 @@
 //! a temporary directory under `$TMPDIR`. `TRACELIGHT_BENCH_ZSTD_LEVEL` sets the blocks' zstd
 //! level (default: the store's); `TRACELIGHT_BENCH_QUICK=1` skips the criterion groups (prefill,
 //! bytes per span and the query percentiles only, e.g. for 10 M spans).
+//! `TRACELIGHT_BENCH_DIR=<dir>` keeps the pre-filled store there and reuses it on the next run
+//! (skipping the prefill; the trace ids and time range are kept in `<dir>/bench-meta`);
+//! `TRACELIGHT_BENCH_ONLY=<text>` runs only the searches whose name contains it, without the
+//! trace lookups, `TRACELIGHT_BENCH_REPEAT` times (default 30) each, e.g. under `perf record`
+//! (`TRACELIGHT_BENCH_LIMIT` overrides their limit of 20 traces).
 #![allow(
     clippy::unwrap_used,
     missing_docs,
@@ -225,7 +230,7 @@ fn percentiles(mut samples: Vec<Duration>) -> String {
 }
 
 struct Filled {
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
     store: EmbeddedStore,
     trace_ids: Vec<TraceId>,
     start: u64,
@@ -244,10 +249,52 @@ fn config(dir: &std::path::Path) -> EmbeddedConfig {
     c
 }
 
+/// Reopens a store kept by an earlier run in `TRACELIGHT_BENCH_DIR`, if there is one.
+fn reuse(dir: &std::path::Path) -> Option<Filled> {
+    let meta = std::fs::read(dir.join("bench-meta")).ok()?;
+    let word = |i: usize| u64::from_le_bytes(meta[i * 8..i * 8 + 8].try_into().unwrap());
+    let (start, end) = (word(0), word(1));
+    let trace_ids = meta[16..]
+        .chunks_exact(16)
+        .map(|c| TraceId::from_bytes(c.try_into().unwrap()).unwrap())
+        .collect();
+    let t = Instant::now();
+    let store = EmbeddedStore::open(config(dir)).unwrap();
+    let stats = store.stats();
+    eprintln!(
+        "  reused {}: {} spans, {:.1} bytes/span; reopen {:?}",
+        dir.display(),
+        stats.spans,
+        stats.bytes as f64 / stats.spans as f64,
+        t.elapsed()
+    );
+    Some(Filled {
+        _dir: None,
+        store,
+        trace_ids,
+        start,
+        end,
+    })
+}
+
 fn prefill(total: usize, writers: usize) -> Filled {
-    let dir = tempfile::tempdir_in(std::env::temp_dir()).unwrap();
+    let kept: Option<std::path::PathBuf> = std::env::var_os("TRACELIGHT_BENCH_DIR").map(Into::into);
+    if let Some(filled) = kept.as_deref().and_then(reuse) {
+        return filled;
+    }
+    let (temp, path) = match &kept {
+        Some(d) => {
+            std::fs::create_dir_all(d).unwrap();
+            (None, d.clone())
+        }
+        None => {
+            let t = tempfile::tempdir_in(std::env::temp_dir()).unwrap();
+            let p = t.path().to_owned();
+            (Some(t), p)
+        }
+    };
     let start = now_ns() - 3_600_000_000_000;
-    let store = Arc::new(EmbeddedStore::open(config(dir.path())).unwrap());
+    let store = Arc::new(EmbeddedStore::open(config(&path)).unwrap());
     // Pre-generate so the timing covers the store only.
     let mut generator = Generator::new(start);
     let mut batches = Vec::new();
@@ -299,14 +346,24 @@ fn prefill(total: usize, writers: usize) -> Filled {
     );
     drop(store);
     let t = Instant::now();
-    let store = EmbeddedStore::open(config(dir.path())).unwrap();
+    let store = EmbeddedStore::open(config(&path)).unwrap();
     eprintln!("  reopen (rebuild in-memory summaries): {:?}", t.elapsed());
+    let end = generator.now + 10_000_000;
+    if kept.is_some() {
+        let mut meta = Vec::with_capacity(16 + trace_ids.len() * 16);
+        meta.extend_from_slice(&start.to_le_bytes());
+        meta.extend_from_slice(&end.to_le_bytes());
+        for id in &trace_ids {
+            meta.extend_from_slice(id.as_bytes());
+        }
+        std::fs::write(path.join("bench-meta"), meta).unwrap();
+    }
     Filled {
-        _dir: dir,
+        _dir: temp,
         store,
         trace_ids,
         start,
-        end: generator.now + 10_000_000,
+        end,
     }
 }
 
@@ -392,6 +449,27 @@ fn bench(c: &mut Criterion) {
     eprintln!("prefilling {total} spans");
     let f = prefill(total, 4);
     let mut rng = Rng(42);
+    let only = std::env::var("TRACELIGHT_BENCH_ONLY").ok();
+    let repeat = env_number("TRACELIGHT_BENCH_REPEAT").unwrap_or(30);
+    if let Some(only) = only {
+        let limit = env_number("TRACELIGHT_BENCH_LIMIT");
+        for (name, mut q) in queries(&f).into_iter().filter(|(n, _)| n.contains(&only)) {
+            q.limit = limit.unwrap_or(q.limit);
+            let samples: Vec<Duration> = (0..repeat)
+                .map(|_| {
+                    let t = Instant::now();
+                    black_box(f.store.find_traces(&q).unwrap());
+                    t.elapsed()
+                })
+                .collect();
+            let n = f.store.find_traces(&q).unwrap().len();
+            eprintln!(
+                "  find_traces {name} ({n} traces): {}",
+                percentiles(samples)
+            );
+        }
+        return;
+    }
 
     let samples: Vec<Duration> = (0..2000)
         .map(|_| {

@@ -139,6 +139,12 @@ fn build(specs: &[SpanSpec], base: u64, resources: &[Arc<Resource>]) -> Vec<Span
                 kv("http.status_code", AttrValue::Int(i64::from(s.status))),
                 kv("user", AttrValue::String(format!("u{}", s.user))),
                 kv("ratio", AttrValue::Double(0.5)),
+                // Longer than the string table's limit: stored inline.
+                kv(
+                    "url",
+                    AttrValue::String(format!("https://example.com/items/{}", s.user)),
+                ),
+                kv("cached", AttrValue::Bool(s.user == 1)),
             ],
             events: if s.event {
                 vec![Event {
@@ -193,13 +199,19 @@ struct QuerySpec {
     limit: usize,
 }
 
-const TAGS: [(&str, &str); 6] = [
+const TAGS: [(&str, &str); 11] = [
     ("http.status_code", "500"),
     ("user", "u1"),
     ("env", "prod"),
     ("error", "true"),
     ("span.kind", "server"),
     ("attempt", "2"),
+    ("url", "https://example.com/items/1"),
+    ("cached", "true"),
+    ("ratio", "0.5"),
+    // Not how the integer prints: matches nothing.
+    ("http.status_code", "0500"),
+    ("user", "nobody"),
 ];
 
 fn query_spec() -> impl Strategy<Value = QuerySpec> {

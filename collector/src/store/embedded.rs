@@ -51,11 +51,16 @@
 mod block;
 mod chunk;
 mod codec;
+mod filter;
 mod lock;
+mod prescan;
 mod query;
 mod record;
 mod state;
 mod writer;
+
+#[cfg(test)]
+mod tests;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::prescan::{DERIVED_TAG_KEYS, MAX_PRESCAN_TAGS, StoredValue, TagCheck};
 use crate::model::{
     AttrValue, BatchView, Event, KeyValue, KvView, Link, MAX_VALUE_DEPTH, Resource, Scope, Span,
     SpanId, SpanKind, SpanRef, Status, StatusCode, TraceId, ValueView, nested_items, nested_len,
@@ -690,7 +691,21 @@ impl<'a> Decoded<'a> {
         name: Option<&str>,
         start: (u64, u64),
         duration: (u64, u64),
+        tags: &[(String, String)],
     ) -> Option<Prefilter> {
+        let mut checks = Vec::new();
+        if tags.len() <= MAX_PRESCAN_TAGS {
+            for (key, value) in tags {
+                if DERIVED_TAG_KEYS.contains(&key.as_str()) {
+                    continue; // any span may match: not checked by the pre-scan
+                }
+                let check = TagCheck::new(&self.strings, &self.resources, key, value);
+                if check.keys.is_empty() && !check.resources.contains(&true) {
+                    return None;
+                }
+                checks.push(check);
+            }
+        }
         let name = match name {
             Some(n) => Some(self.strings.iter().position(|s| *s == n)? as u64),
             None => None,
@@ -714,7 +729,48 @@ impl<'a> Decoded<'a> {
             resources,
             start,
             duration,
+            tags: checks,
         })
+    }
+
+    /// Skips a list of attributes, setting bit `i` of `hits` when one may match `tags[i]`.
+    fn scan_kvs(
+        &self,
+        r: &mut Reader<'a>,
+        tags: &[TagCheck],
+        hits: &mut u64,
+    ) -> Result<(), DecodeError> {
+        if tags.is_empty() {
+            return skip_kvs(r, 0);
+        }
+        for _ in 0..r.count()? {
+            let key = r.varint()?;
+            if !tags.iter().any(|t| t.keys.contains(&key)) {
+                skip_value(r, 0)?;
+                continue;
+            }
+            let value = match r.u8()? {
+                0 => StoredValue::Str(self.str(r)?.as_bytes()),
+                9 => {
+                    let n = r.len()?;
+                    StoredValue::Str(r.bytes(n)?)
+                }
+                3 => StoredValue::Int(unzigzag(r.varint()?)),
+                1 => StoredValue::Bool(false),
+                2 => StoredValue::Bool(true),
+                8 => StoredValue::Empty,
+                tag => {
+                    skip_value_body(r, tag, 0)?;
+                    StoredValue::Other
+                }
+            };
+            for (i, t) in tags.iter().enumerate() {
+                if t.keys.contains(&key) && t.may_match(&value) {
+                    *hits |= 1 << i;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Whether some span of the group meets the prefilter, reading without allocating.
@@ -737,11 +793,12 @@ impl<'a> Decoded<'a> {
             let start = prev.wrapping_add(unzigzag(r.varint()?) as u64);
             prev = start;
             let end = start.wrapping_add(unzigzag(r.varint()?) as u64);
-            skip_kvs(&mut r, 0)?;
+            let mut hits = 0u64;
+            self.scan_kvs(&mut r, &p.tags, &mut hits)?;
             for _ in 0..r.count()? {
                 r.varint()?;
                 r.varint()?;
-                skip_kvs(&mut r, 0)?;
+                self.scan_kvs(&mut r, &p.tags, &mut hits)?;
             }
             for _ in 0..r.count()? {
                 r.bytes(24)?;
@@ -753,16 +810,21 @@ impl<'a> Decoded<'a> {
             let resource = r.varint()?;
             r.varint()?;
             let duration = end.saturating_sub(start);
-            if p.name.is_none_or(|n| n == name)
-                && (p.start.0..=p.start.1).contains(&start)
-                && (p.duration.0..=p.duration.1).contains(&duration)
-                && p.resources.as_ref().is_none_or(|ok| {
-                    usize::try_from(resource)
-                        .ok()
-                        .and_then(|i| ok.get(i))
+            let resource = usize::try_from(resource).ok();
+            let tags_ok = p.tags.iter().enumerate().all(|(i, t)| {
+                hits & (1 << i) != 0
+                    || resource
+                        .and_then(|ri| t.resources.get(ri))
                         .copied()
                         .unwrap_or(false)
-                })
+            });
+            if tags_ok
+                && p.name.is_none_or(|n| n == name)
+                && (p.start.0..=p.start.1).contains(&start)
+                && (p.duration.0..=p.duration.1).contains(&duration)
+                && p.resources
+                    .as_ref()
+                    .is_none_or(|ok| resource.and_then(|i| ok.get(i)).copied().unwrap_or(false))
             {
                 return Ok(true);
             }
@@ -787,6 +849,8 @@ pub(crate) struct Prefilter {
     resources: Option<Vec<bool>>,
     start: (u64, u64),
     duration: (u64, u64),
+    /// Search tags the pre-scan checks (all but [`DERIVED_TAG_KEYS`]).
+    tags: Vec<TagCheck>,
 }
 
 fn skip_kvs(r: &mut Reader<'_>, depth: usize) -> Result<(), DecodeError> {
@@ -798,10 +862,16 @@ fn skip_kvs(r: &mut Reader<'_>, depth: usize) -> Result<(), DecodeError> {
 }
 
 fn skip_value(r: &mut Reader<'_>, depth: usize) -> Result<(), DecodeError> {
+    let tag = r.u8()?;
+    skip_value_body(r, tag, depth)
+}
+
+/// Skips a value whose tag byte was read.
+fn skip_value_body(r: &mut Reader<'_>, tag: u8, depth: usize) -> Result<(), DecodeError> {
     if depth > MAX_DEPTH {
         return Err(DecodeError("attribute nesting too deep"));
     }
-    match r.u8()? {
+    match tag {
         0 | 3 => {
             r.varint()?;
         }

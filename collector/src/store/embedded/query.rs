@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::Shared;
-use super::block::{parts, trace_hash};
+use super::block::{parts, tag_hash, trace_hash};
 use super::chunk::Chunk;
 use super::codec::{DecodeError, Decoded};
 use super::state::Block;
@@ -70,6 +70,7 @@ fn scan_encoding(
                 q.duration_min_ns.unwrap_or(0),
                 q.duration_max_ns.unwrap_or(u64::MAX),
             ),
+            &q.tags,
         ) {
             Some(p) => Some(p),
             None => return Ok(()),
@@ -187,6 +188,7 @@ pub(crate) fn find_traces(shared: &Shared, q: &TraceQuery) -> Result<Vec<Trace>,
             .collect();
         (blocks, recent)
     };
+    let tag_hashes: Vec<u64> = q.tags.iter().map(|(k, v)| tag_hash(k, v)).collect();
     let mut found: HashMap<TraceId, u64> = HashMap::new();
     for chunk in &recent {
         for_each_chunk_group(chunk, None, Some(q), |_, spans| {
@@ -204,13 +206,8 @@ pub(crate) fn find_traces(shared: &Shared, q: &TraceQuery) -> Result<Vec<Trace>,
         {
             break; // nothing in this or any later block can make the top `limit`
         }
-        if !q.tags.is_empty() {
-            let Some(filter) = shared.reader.tags(block)? else {
-                continue;
-            };
-            if !q.tags.iter().all(|(k, v)| filter.may_contain(k, v)) {
-                continue;
-            }
+        if !shared.reader.may_contain_tags(block, &tag_hashes)? {
+            continue;
         }
         for_each_group(shared, block, None, Some(q), |_, spans| {
             for span in &spans {

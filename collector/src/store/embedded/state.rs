@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::File;
+use std::os::unix::fs::FileExt as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -11,6 +12,7 @@ use parking_lot::Mutex;
 use super::block::{BlockMeta, MAX_RAW_LEN, TagFilter};
 use super::chunk::{Chunk, Summary};
 use super::codec::FxMap;
+use super::filter::{LINE_BYTES, line_may_contain, line_of};
 use super::record::{Part, PartError};
 use crate::model::SpanKind;
 use crate::store::{Operation, StoreError};
@@ -28,6 +30,9 @@ pub(crate) struct Block {
     pub(crate) data: Part,
     /// Set once a read found the block corrupt; it is skipped from then on.
     pub(crate) corrupt: AtomicBool,
+    /// Set once a line of its (format-3) tag filter failed its checksum: logged once; such
+    /// lines read as "may contain".
+    pub(crate) filter_damaged: AtomicBool,
 }
 
 impl Block {
@@ -328,6 +333,66 @@ impl Reader {
             .lock()
             .put(key, Cached::Tags(Arc::clone(&filter)));
         Ok(Some(filter))
+    }
+
+    /// Whether the block may hold spans with every tag of `hashes` ([`super::block::tag_hash`]).
+    /// `false` also for a corrupt format-1/2 filter (the block is then skipped, as before).
+    ///
+    /// Format 3 reads one 64-byte line of the filter per tag (`pread`, no block cache): a
+    /// search for a rare tag probes every block, and whole filters (~30 KB each at 10 M spans)
+    /// do not fit the cache. A damaged line counts as "may contain".
+    pub(crate) fn may_contain_tags(
+        &self,
+        block: &Block,
+        hashes: &[u64],
+    ) -> Result<bool, StoreError> {
+        if hashes.is_empty() {
+            return Ok(true);
+        }
+        if !block.meta.line_filter {
+            let Some(filter) = self.tags(block)? else {
+                return Ok(false);
+            };
+            return Ok(hashes.iter().all(|h| filter.may_contain(*h)));
+        }
+        let part = block.tag_filter;
+        let lines = u64::from(part.len) / LINE_BYTES as u64;
+        if lines == 0 || !u64::from(part.len).is_multiple_of(LINE_BYTES as u64) {
+            self.filter_damaged(block, "tag filter is not a whole number of lines");
+            return Ok(true);
+        }
+        let mut line = [0u8; LINE_BYTES];
+        for &h in hashes {
+            let i = line_of(h, lines);
+            match block
+                .file
+                .read_exact_at(&mut line, part.offset + i * LINE_BYTES as u64)
+            {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    self.filter_damaged(block, "file shorter than the tag filter");
+                    continue;
+                }
+                Err(e) => return Err(StoreError::Io(e)),
+            }
+            match line_may_contain(&line, i, h) {
+                Some(true) => {}
+                Some(false) => return Ok(false),
+                None => self.filter_damaged(block, "tag filter line checksum mismatch"),
+            }
+        }
+        Ok(true)
+    }
+
+    fn filter_damaged(&self, block: &Block, reason: &str) {
+        if !block.filter_damaged.swap(true, Ordering::Relaxed) {
+            tracing::error!(
+                segment = block.segment,
+                offset = block.offset,
+                reason,
+                "damaged tag filter in the span store: searches decode the block instead"
+            );
+        }
     }
 
     pub(crate) fn report_decode_error(&self, block: &Block, reason: &str) {

@@ -206,6 +206,7 @@ impl Writer {
                     tag_filter: rec.aux,
                     data: rec.data,
                     corrupt: AtomicBool::new(false),
+                    filter_damaged: AtomicBool::new(false),
                 }));
             }
             st.segments.insert(id, segment);

@@ -191,6 +191,7 @@ impl Sealer {
                 },
                 meta: built.meta,
                 corrupt: AtomicBool::new(false),
+                filter_damaged: AtomicBool::new(false),
             }));
             // The frozen chunks are the memtable's oldest ones. Freed below, outside the lock.
             let n = frozen.chunks.len();
