@@ -67,7 +67,8 @@ impl State {
         let error = status.is_none_or(classify::server_error);
         if let Some(cx) = &self.span_cx {
             let span = cx.span();
-            if span.is_recording() {
+            // Recording spans are the ones with a start time (no lock to ask the span).
+            if self.start_time.is_some() {
                 if let Some(status) = status {
                     span.set_attribute(KeyValue::new(
                         "http.response.status_code",
