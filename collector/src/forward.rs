@@ -1,9 +1,10 @@
 //! Forwarding to upstream OTLP endpoints through persistent, fsynced queues.
 //!
 //! ```text
-//! pipeline worker ── encode (model → OTLP protobuf, once) ──┬─► queue A: commit thread (group commit, fdatasync)
-//!      │                                                    └─► queue B: …
-//!      └─► store.write_batch (concurrently)
+//! pipeline worker ── the request's protobuf bytes ──────────┬─► queue A: commit thread (group commit, fdatasync)
+//!      │   (re-encoded from the valid spans only when some    └─► queue B: …
+//!      │    were rejected, or for a JSON request)
+//!      └─► store.write_prepared (concurrently)
 //!      ack the client once the store and every queue have the batch
 //!
 //! queue ──► sender (per upstream): take records, merge into one request (≤ max_batch_spans),

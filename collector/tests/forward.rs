@@ -416,3 +416,89 @@ async fn only_the_valid_spans_of_a_partial_request_are_forwarded() {
     assert_eq!(names, want);
     a.stop().await;
 }
+
+/// An upstream that answers its first `bad` gRPC exports with a `grpc-status-details-bin`
+/// that is not base64 (tonic's client panics reading it), then accepts.
+async fn misbehaving_grpc_upstream(bad: usize) -> String {
+    use hyper::body::Incoming;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(AtomicUsize::new(0));
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let seen = Arc::clone(&seen);
+            let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+                let seen = Arc::clone(&seen);
+                async move {
+                    use http_body_util::BodyExt as _;
+                    let _ = request.into_body().collect().await;
+                    let n = seen.fetch_add(1, Ordering::SeqCst);
+                    let response =
+                        hyper::Response::builder().header("content-type", "application/grpc");
+                    type Frames =
+                        Vec<Result<hyper::body::Frame<bytes::Bytes>, std::convert::Infallible>>;
+                    let response = if n < bad {
+                        // Trailers-only: the status is in the headers.
+                        let frames: Frames = Vec::new();
+                        response
+                            .header("grpc-status", "14")
+                            .header("grpc-status-details-bin", "@@not base64@@")
+                            .body(http_body_util::StreamBody::new(futures_util::stream::iter(
+                                frames,
+                            )))
+                    } else {
+                        // One empty `ExportTraceServiceResponse`, then status OK.
+                        let mut trailers = http::HeaderMap::new();
+                        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+                        let frames: Frames = vec![
+                            Ok(hyper::body::Frame::data(bytes::Bytes::from_static(&[0; 5]))),
+                            Ok(hyper::body::Frame::trailers(trailers)),
+                        ];
+                        response.body(http_body_util::StreamBody::new(futures_util::stream::iter(
+                            frames,
+                        )))
+                    };
+                    Ok::<_, std::convert::Infallible>(response.unwrap())
+                }
+            });
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// A malformed answer from the upstream is a failed attempt, retried; it never stops the
+/// sender (tonic's client panics on it).
+#[tokio::test]
+async fn a_malformed_upstream_answer_is_retried_not_fatal() {
+    let upstream = misbehaving_grpc_upstream(2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let a = forwarder(dir.path(), std::slice::from_ref(&upstream), |_| {}).await;
+    assert_eq!(a.post_otlp(&fixture_request()).await, 200);
+    let l = label(&upstream);
+    let retried = wait_metric(
+        &a,
+        &format!("tracelight_collector_forward_retried_spans_total{{upstream=\"{l}\"}}"),
+        |v| v > 0.0,
+    )
+    .await;
+    assert!(retried > 0.0);
+    wait_metric(
+        &a,
+        &format!("tracelight_collector_forward_sent_spans_total{{upstream=\"{l}\"}}"),
+        |v| v > 0.0,
+    )
+    .await;
+    a.stop().await;
+}

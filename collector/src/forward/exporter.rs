@@ -12,6 +12,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf as _, BufMut as _, Bytes};
+use futures_util::FutureExt as _;
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Uri};
@@ -150,8 +151,15 @@ impl Exporter {
                 Transport::Grpc { channel } => self.export_grpc(channel.clone(), body).await,
             }
         };
+        // tonic panics on some malformed answers (a `grpc-status-details-bin` that is not
+        // base64): an upstream's bad answer is a failed attempt, never the end of the sender.
+        let attempt = std::panic::AssertUnwindSafe(attempt).catch_unwind();
         match tokio::time::timeout(self.timeout, attempt).await {
-            Ok(outcome) => outcome,
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) => Outcome::Retry {
+                reason: "malformed answer from the upstream (the client library panicked)".into(),
+                delay: None,
+            },
             Err(_) => Outcome::Retry {
                 reason: format!("no answer within {:?}", self.timeout),
                 delay: None,
