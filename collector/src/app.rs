@@ -30,6 +30,8 @@ use crate::store::{EmbeddedStore, MemoryStore, NullStore, SpanStore};
 /// ~250 KB) fits with room to spare. Memory is bounded by the request size limit and the
 /// decode budget, not by the window.
 const GRPC_STREAM_WINDOW_BYTES: u32 = 1 << 20;
+/// The largest HTTP/2 frame the OTLP/gRPC server accepts.
+const GRPC_MAX_FRAME_BYTES: u32 = 1 << 20;
 /// The receive window per connection (several streams in flight).
 const GRPC_CONNECTION_WINDOW_BYTES: u32 = 4 << 20;
 /// How long the pipeline may take to drain at shutdown.
@@ -194,6 +196,8 @@ pub async fn start_with_store(
             // WINDOW_UPDATE round trips; a request up to the window is sent at once.
             .initial_stream_window_size(GRPC_STREAM_WINDOW_BYTES)
             .initial_connection_window_size(GRPC_CONNECTION_WINDOW_BYTES)
+            // Fewer, larger DATA frames per export (HTTP/2's default is 16 KiB).
+            .max_frame_size(GRPC_MAX_FRAME_BYTES)
             .layer(grpc_layer)
             .add_service(grpc_service)
             .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
