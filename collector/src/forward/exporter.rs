@@ -3,7 +3,7 @@
 //!
 //! The body comes ready to send from [`super::body`] (compressed, and for gRPC framed): the
 //! HTTP client posts it, the gRPC client sends it in place of the message tonic would encode
-//! (and compress, at a fixed level 6) itself, through [`Preframed`]; tonic still builds the
+//! (and compress, at a fixed level 6) itself, through `Preframed`; tonic still builds the
 //! request's headers and decodes the answer. Both connect through one hyper-rustls
 //! connector, so `https://` endpoints get TLS (rustls, ring) and `http://` ones plain TCP
 //! (h2c for gRPC).
