@@ -223,6 +223,22 @@ fn now_ns() -> u64 {
         .as_nanos() as u64
 }
 
+/// Runs search `q` `repeat` times and prints its latency percentiles.
+fn time_search(f: &Filled, name: &str, q: &TraceQuery, repeat: usize) {
+    let samples: Vec<Duration> = (0..repeat)
+        .map(|_| {
+            let t = Instant::now();
+            black_box(f.store.find_traces(q).unwrap());
+            t.elapsed()
+        })
+        .collect();
+    let n = f.store.find_traces(q).unwrap().len();
+    eprintln!(
+        "  find_traces {name} ({n} traces): {}",
+        percentiles(samples)
+    );
+}
+
 fn percentiles(mut samples: Vec<Duration>) -> String {
     samples.sort();
     let p = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
@@ -455,18 +471,7 @@ fn bench(c: &mut Criterion) {
         let limit = env_number("TRACELIGHT_BENCH_LIMIT");
         for (name, mut q) in queries(&f).into_iter().filter(|(n, _)| n.contains(&only)) {
             q.limit = limit.unwrap_or(q.limit);
-            let samples: Vec<Duration> = (0..repeat)
-                .map(|_| {
-                    let t = Instant::now();
-                    black_box(f.store.find_traces(&q).unwrap());
-                    t.elapsed()
-                })
-                .collect();
-            let n = f.store.find_traces(&q).unwrap().len();
-            eprintln!(
-                "  find_traces {name} ({n} traces): {}",
-                percentiles(samples)
-            );
+            time_search(&f, name, &q, repeat);
         }
         return;
     }
@@ -483,18 +488,7 @@ fn bench(c: &mut Criterion) {
         .collect();
     eprintln!("  get_trace (random ids, 2000): {}", percentiles(samples));
     for (name, q) in queries(&f) {
-        let samples: Vec<Duration> = (0..30)
-            .map(|_| {
-                let t = Instant::now();
-                black_box(f.store.find_traces(&q).unwrap());
-                t.elapsed()
-            })
-            .collect();
-        let n = f.store.find_traces(&q).unwrap().len();
-        eprintln!(
-            "  find_traces {name} ({n} traces): {}",
-            percentiles(samples)
-        );
+        time_search(&f, name, &q, 30);
     }
 
     if quick {

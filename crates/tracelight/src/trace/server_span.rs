@@ -151,9 +151,7 @@ impl opentelemetry::trace::Span for ServerSpan {
             return;
         };
         if data.events.events.len() < limits.max_events_per_span as usize {
-            let max = limits.max_attributes_per_event as usize;
-            let dropped = attributes.len().saturating_sub(max) as u32;
-            attributes.truncate(max);
+            let dropped = truncate(&mut attributes, limits.max_attributes_per_event);
             data.events
                 .events
                 .push(Event::new(name, timestamp, attributes, dropped));
@@ -204,9 +202,7 @@ impl opentelemetry::trace::Span for ServerSpan {
             return;
         };
         if data.links.links.len() < limits.max_links_per_span as usize {
-            let max = limits.max_attributes_per_link as usize;
-            let dropped = attributes.len().saturating_sub(max) as u32;
-            attributes.truncate(max);
+            let dropped = truncate(&mut attributes, limits.max_attributes_per_link);
             data.links
                 .links
                 .push(Link::new(span_context, attributes, dropped));
@@ -218,6 +214,15 @@ impl opentelemetry::trace::Span for ServerSpan {
     fn end_with_timestamp(&mut self, timestamp: SystemTime) {
         self.end_at(Some(timestamp));
     }
+}
+
+/// Keeps at most `max` attributes (the span limit of an event or link); returns how many were
+/// dropped.
+fn truncate(attributes: &mut Vec<KeyValue>, max: u32) -> u32 {
+    let max = max as usize;
+    let dropped = attributes.len().saturating_sub(max);
+    attributes.truncate(max);
+    u32::try_from(dropped).unwrap_or(u32::MAX)
 }
 
 impl Drop for ServerSpan {
