@@ -131,23 +131,13 @@ impl SpanBudget {
 }
 
 impl PipelineSender {
-    /// Queues a batch and waits until the store has it. Never waits for queue space.
+    /// Queues a batch and waits until the store has it. Never waits for queue space. When
+    /// forwarding, the batch is encoded for the forward queues here.
     pub async fn submit(&self, batch: SpanBatch) -> Result<(), SubmitError> {
-        self.submit_request(batch, None).await
-    }
-
-    /// Like [`submit`](Self::submit); `request` is the batch as received, an encoded
-    /// `ExportTraceServiceRequest` holding exactly the batch's spans, which the forward queues
-    /// then store as is instead of re-encoding the batch.
-    pub async fn submit_request(
-        &self,
-        batch: SpanBatch,
-        request: Option<Bytes>,
-    ) -> Result<(), SubmitError> {
         let budget = self.admit(batch.len())?;
         let spans = batch.len();
         // The encoding work, on this thread (see the module docs).
-        let payload = self.payload(request, || encode::encode_spans(&batch.spans));
+        let payload = self.payload(None, || encode::encode_spans(&batch.spans));
         let prepared = {
             let view = BatchView::from_spans(&batch.spans);
             self.prepare(&view)
@@ -165,8 +155,9 @@ impl PipelineSender {
     /// Queues the spans of `batch` (a view of `request`'s bytes, or of spans converted from
     /// it) without waiting: the store's write work is done here, on the caller's thread, and
     /// nothing of the view is kept, so the caller can drop it (and its request) before
-    /// awaiting the returned [`Queued`]. `request` is forwarded as is when given (see
-    /// [`submit_request`](Self::submit_request)).
+    /// awaiting the returned [`Queued`]. `request`, an encoded `ExportTraceServiceRequest`
+    /// holding exactly the batch's spans, is what the forward queues store when given;
+    /// otherwise the batch is re-encoded for them.
     pub fn enqueue_view(
         &self,
         batch: &BatchView<'_>,

@@ -85,13 +85,27 @@ impl Ingest {
         &self.metrics
     }
 
-    /// Converts, stores and answers one export request.
+    /// Converts, stores and answers one decoded export request (the JSON receiver's path;
+    /// forwarded batches are re-encoded from the converted spans).
     pub async fn export(
         &self,
         protocol: Protocol,
         request: ExportTraceServiceRequest,
     ) -> Result<ExportTraceServiceResponse, IngestError> {
-        self.export_encoded(protocol, request, None).await
+        let converted = convert_request(request);
+        let valid = converted.batch.len() as u64;
+        self.received(protocol, valid, converted.rejected);
+        if valid > 0
+            && let Err(e) = self.pipeline.submit(converted.batch).await
+        {
+            return Err(self.refused(protocol, valid, e));
+        }
+        Ok(self.accepted(
+            protocol,
+            valid,
+            converted.rejected,
+            converted.first_rejection,
+        ))
     }
 
     /// Reads, stores and answers one protobuf-encoded export request (decompressed); large
@@ -186,31 +200,6 @@ impl Ingest {
             error_message: format!("{rejected} span(s) rejected; first: {first}"),
         });
         ExportTraceServiceResponse { partial_success }
-    }
-
-    /// Like [`export`](Self::export); `encoded` is the protobuf the request was decoded from,
-    /// forwarded as is when every span is valid (no re-encoding).
-    pub async fn export_encoded(
-        &self,
-        protocol: Protocol,
-        request: ExportTraceServiceRequest,
-        encoded: Option<Bytes>,
-    ) -> Result<ExportTraceServiceResponse, IngestError> {
-        let converted = convert_request(request);
-        let valid = converted.batch.len() as u64;
-        self.received(protocol, valid, converted.rejected);
-        if valid > 0 {
-            let encoded = encoded.filter(|_| converted.rejected == 0);
-            if let Err(e) = self.pipeline.submit_request(converted.batch, encoded).await {
-                return Err(self.refused(protocol, valid, e));
-            }
-        }
-        Ok(self.accepted(
-            protocol,
-            valid,
-            converted.rejected,
-            converted.first_rejection,
-        ))
     }
 }
 

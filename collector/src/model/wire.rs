@@ -227,9 +227,9 @@ struct Parser<'a> {
     out: Parsed<'a>,
 }
 
-/// The message nesting depth of each kind of message (request = 0), for the recursion limit.
-const DEPTH_RESOURCE_SPANS: usize = 1;
-const DEPTH_KEY_VALUE_IN_SPAN: usize = 4;
+// Message nesting depths (the request is 0), passed to `skip` and `key_value` for the recursion
+// limit: ResourceSpans 1; Resource, ScopeSpans 2; InstrumentationScope, Span, resource
+// KeyValue 3; Status, Event, Link, scope and span KeyValue 4; event and link KeyValue 5.
 
 impl<'a> Parser<'a> {
     fn resource_spans(&mut self, buf: &'a [u8]) -> Result<(), WireError> {
@@ -241,7 +241,7 @@ impl<'a> Parser<'a> {
                 expect("ResourceSpans", field, wt, LEN)?;
                 self.resource(c.bytes()?)?;
             } else {
-                c.skip(field, wt, DEPTH_RESOURCE_SPANS)?;
+                c.skip(field, wt, 1)?;
             }
         }
         let attrs = start..self.out.batch.kvs.len() as u32;
@@ -269,7 +269,7 @@ impl<'a> Parser<'a> {
                 expect("ResourceSpans", field, wt, LEN)?;
                 self.scope_spans(c.bytes()?, resource)?;
             } else {
-                c.skip(field, wt, DEPTH_RESOURCE_SPANS)?;
+                c.skip(field, wt, 1)?;
             }
         }
         Ok(())
@@ -383,7 +383,7 @@ impl<'a> Parser<'a> {
                 }
                 9 => {
                     expect(M, field, wt, LEN)?;
-                    self.key_value(c.bytes()?, DEPTH_KEY_VALUE_IN_SPAN)?;
+                    self.key_value(c.bytes()?, 4)?;
                 }
                 11 | 13 => {
                     expect(M, field, wt, LEN)?;

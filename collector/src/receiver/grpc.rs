@@ -78,34 +78,22 @@ impl GrpcReceiver {
             .ingest
             .export_protobuf(Protocol::Grpc, raw.encoded)
             .await;
-        match result {
-            Ok(response) => {
-                metrics.ingest_latency(Protocol::Grpc, started.elapsed());
-                Ok(tonic::Response::new(response))
-            }
-            Err(IngestError::Malformed(e)) => {
-                metrics.request_refused(Protocol::Grpc, RefusalReason::Malformed);
-                Err(tonic::Status::invalid_argument(format!(
-                    "invalid protobuf: {e}"
-                )))
-            }
-            Err(e) => {
-                metrics.ingest_latency(Protocol::Grpc, started.elapsed());
-                Err(unavailable(&e, self.ingest.retry_after()))
-            }
+        if let Err(e @ IngestError::Malformed(_)) = &result {
+            metrics.request_refused(Protocol::Grpc, RefusalReason::Malformed);
+            return Err(tonic::Status::invalid_argument(e.to_string()));
         }
+        metrics.ingest_latency(Protocol::Grpc, started.elapsed());
+        result
+            .map(tonic::Response::new)
+            .map_err(|e| unavailable(&e, self.ingest.retry_after()))
     }
 
-    async fn export_with(
+    async fn export_decoded(
         &self,
         request: ExportTraceServiceRequest,
-        encoded: Option<bytes::Bytes>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         let started = Instant::now();
-        let result = self
-            .ingest
-            .export_encoded(Protocol::Grpc, request, encoded)
-            .await;
+        let result = self.ingest.export(Protocol::Grpc, request).await;
         self.ingest
             .metrics()
             .ingest_latency(Protocol::Grpc, started.elapsed());
@@ -122,7 +110,7 @@ impl TraceService for GrpcReceiver {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        self.export_with(request.into_inner(), None).await
+        self.export_decoded(request.into_inner()).await
     }
 }
 

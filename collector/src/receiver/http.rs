@@ -159,30 +159,25 @@ async fn handle(state: &HttpState, headers: &HeaderMap, body: Body) -> Response 
             "too many large requests in flight, retry later",
         );
     };
-    let result = match format {
-        Format::Protobuf => state.ingest.export_protobuf(Protocol::Http, plain).await,
-        Format::Json => match json::decode_request(&plain) {
-            Ok(request) => state.ingest.export(Protocol::Http, request).await,
-            Err(e) => {
-                return refuse(
-                    format,
-                    StatusCode::BAD_REQUEST,
-                    RPC_INVALID_ARGUMENT,
-                    RefusalReason::Malformed,
-                    e.to_string(),
-                );
-            }
-        },
-    };
-    match result {
-        Ok(response) => success_response(format, &response),
-        Err(e @ IngestError::Malformed(_)) => refuse(
+    let malformed = |message: String| {
+        refuse(
             format,
             StatusCode::BAD_REQUEST,
             RPC_INVALID_ARGUMENT,
             RefusalReason::Malformed,
-            e.to_string(),
-        ),
+            message,
+        )
+    };
+    let result = match format {
+        Format::Protobuf => state.ingest.export_protobuf(Protocol::Http, plain).await,
+        Format::Json => match json::decode_request(&plain) {
+            Ok(request) => state.ingest.export(Protocol::Http, request).await,
+            Err(e) => return malformed(e.to_string()),
+        },
+    };
+    match result {
+        Ok(response) => success_response(format, &response),
+        Err(e @ IngestError::Malformed(_)) => malformed(e.to_string()),
         Err(e) => {
             if matches!(e, IngestError::Store(_)) {
                 tracing::warn!(error = %e, "OTLP/HTTP export failed in the store");
