@@ -38,20 +38,21 @@ fn requests(rt: &tokio::runtime::Runtime, app: &Router, n: u64) {
 }
 
 fn main() {
-    let (receiver, receiver_rt) = app::start_receiver();
-    let url = receiver.http_traces_url();
-    let (sampled, unsampled) = app::telemetries(&url);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("bench runtime");
-    let mut variants = app::variants(&sampled, &unsampled).to_vec();
+    let setup = app::setup();
+    let app::Setup {
+        rt,
+        sampled,
+        unsampled,
+        receiver,
+        ..
+    } = &setup;
+    let mut variants = app::variants(sampled, unsampled).to_vec();
     // What axum itself charges for any `Router::layer` (boxing the layered route), for scale.
     variants.insert(
         1,
         (
             "identity_layer",
-            &sampled,
+            sampled,
             app::router().layer(tower::layer::util::Identity::new()),
         ),
     );
@@ -59,9 +60,9 @@ fn main() {
     let mut rows: Vec<(&str, AllocationInfo)> = Vec::new();
     for (name, telemetry, router) in &variants {
         let _default = tracing::dispatcher::set_default(telemetry.dispatch());
-        requests(&rt, router, WARM_UP);
+        requests(rt, router, WARM_UP);
         receiver.clear();
-        let info = allocation_counter::measure(|| requests(&rt, router, N));
+        let info = allocation_counter::measure(|| requests(rt, router, N));
         receiver.clear();
         rows.push((name, info));
     }
@@ -78,9 +79,4 @@ fn main() {
             per(info.bytes_total) - per(bare.bytes_total),
         );
     }
-    drop(variants);
-    drop(sampled);
-    drop(unsampled);
-    drop(receiver);
-    drop(receiver_rt);
 }

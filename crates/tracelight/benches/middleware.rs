@@ -45,7 +45,7 @@ use tower::ServiceExt as _;
 #[path = "support/app.rs"]
 mod app;
 
-use app::{request, start_receiver};
+use app::request;
 
 /// CPU time of `iters` requests through `app`, on a current-thread runtime driven from this
 /// thread.
@@ -65,34 +65,29 @@ fn run(rt: &tokio::runtime::Runtime, app: &Router, iters: u64) -> Duration {
 }
 
 fn middleware(c: &mut Criterion) {
-    let (receiver, receiver_rt) = start_receiver();
-    let url = receiver.http_traces_url();
-    let (sampled, unsampled) = app::telemetries(&url);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("bench runtime");
+    let setup = app::setup();
+    let app::Setup {
+        rt,
+        sampled,
+        unsampled,
+        receiver,
+        ..
+    } = &setup;
 
-    let variants = app::variants(&sampled, &unsampled);
+    let variants = app::variants(sampled, unsampled);
 
     let mut group = c.benchmark_group("middleware");
     for (name, telemetry, app) in &variants {
         let _default = tracing::dispatcher::set_default(telemetry.dispatch());
         group.bench_function(*name, |b| {
             b.iter_custom(|iters| {
-                let elapsed = run(&rt, app, iters);
+                let elapsed = run(rt, app, iters);
                 receiver.clear();
                 elapsed
             });
         });
     }
     group.finish();
-    drop(variants);
-    // Flush before the receiver goes away, so shutdown does not wait on a dead endpoint.
-    drop(sampled);
-    drop(unsampled);
-    drop(receiver);
-    drop(receiver_rt);
 }
 
 /// Paired measurement for a busy machine: `ROUNDS` rounds, each running every variant for
@@ -100,19 +95,20 @@ fn middleware(c: &mut Criterion) {
 /// state. Prints the median over rounds of each variant's CPU time per request and of its
 /// per-round delta to `bare`.
 fn interleaved(rounds: usize, per_round: u64) {
-    let (receiver, receiver_rt) = start_receiver();
-    let url = receiver.http_traces_url();
-    let (sampled, unsampled) = app::telemetries(&url);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("bench runtime");
-    let variants = app::variants(&sampled, &unsampled);
+    let setup = app::setup();
+    let app::Setup {
+        rt,
+        sampled,
+        unsampled,
+        receiver,
+        ..
+    } = &setup;
+    let variants = app::variants(sampled, unsampled);
     let mut times: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); variants.len()];
     for round in 0..=rounds {
         for ((_, telemetry, app), out) in variants.iter().zip(&mut times) {
             let _default = tracing::dispatcher::set_default(telemetry.dispatch());
-            let elapsed = run(&rt, app, per_round);
+            let elapsed = run(rt, app, per_round);
             receiver.clear();
             // Round 0 warms up.
             if round > 0 {
@@ -136,35 +132,25 @@ fn interleaved(rounds: usize, per_round: u64) {
             median(deltas)
         );
     }
-    drop(variants);
-    drop(sampled);
-    drop(unsampled);
-    drop(receiver);
-    drop(receiver_rt);
 }
 
 /// Runs `n` requests of one variant (after 500 of warm-up) and nothing else: for counting
 /// instructions with `valgrind --tool=callgrind`, whose counts, unlike times, do not depend on
 /// what else the machine is running. See `bench/instructions.sh`.
 fn requests_only(variant: &str, n: u64) {
-    let (receiver, receiver_rt) = start_receiver();
-    let url = receiver.http_traces_url();
-    let (sampled, unsampled) = app::telemetries(&url);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("bench runtime");
-    let variants = app::variants(&sampled, &unsampled);
+    let setup = app::setup();
+    let app::Setup {
+        rt,
+        sampled,
+        unsampled,
+        ..
+    } = &setup;
+    let variants = app::variants(sampled, unsampled);
     if let Some((_, telemetry, app)) = variants.iter().find(|(name, _, _)| *name == variant) {
         let _default = tracing::dispatcher::set_default(telemetry.dispatch());
-        run(&rt, app, 500);
-        run(&rt, app, n);
+        run(rt, app, 500);
+        run(rt, app, n);
     }
-    drop(variants);
-    drop(sampled);
-    drop(unsampled);
-    drop(receiver);
-    drop(receiver_rt);
 }
 
 // What `criterion_group!`/`criterion_main!` expand to, minus their undocumented `pub fn`.

@@ -28,7 +28,7 @@ pub(crate) fn request() -> Request<Body> {
         .expect("a valid request")
 }
 
-pub(crate) fn telemetry(sampler: Sampler, receiver_url: &str) -> Telemetry {
+fn telemetry(sampler: Sampler, receiver_url: &str) -> Telemetry {
     tracelight::builder("bench")
         .sampler(sampler)
         .traces_exporter(TracesExporter::Otlp)
@@ -43,7 +43,7 @@ pub(crate) fn telemetry(sampler: Sampler, receiver_url: &str) -> Telemetry {
 
 /// Starts the OTLP receiver on a thread of its own, so its work does not run on the bench
 /// thread. Returns the receiver handle (for `clear`) and the runtime keeping it alive.
-pub(crate) fn start_receiver() -> (OtlpReceiver, tokio::runtime::Runtime) {
+fn start_receiver() -> (OtlpReceiver, tokio::runtime::Runtime) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("otlp-receiver")
@@ -73,10 +73,30 @@ pub(crate) fn variants<'a>(
     ]
 }
 
-/// The telemetry of the `sampled` and `unsampled` variants, exporting to `receiver_url`.
-pub(crate) fn telemetries(receiver_url: &str) -> (Telemetry, Telemetry) {
-    (
-        telemetry(Sampler::AlwaysOn, receiver_url),
-        telemetry(Sampler::AlwaysOff, receiver_url),
-    )
+/// What every bench starts with: the telemetry of the `sampled` and `unsampled` variants,
+/// exporting to a loopback receiver, and the current-thread runtime requests run on. Fields drop
+/// in declaration order: the telemetries flush before the receiver goes away, so shutdown does
+/// not wait on a dead endpoint.
+pub(crate) struct Setup {
+    pub(crate) rt: tokio::runtime::Runtime,
+    pub(crate) sampled: Telemetry,
+    pub(crate) unsampled: Telemetry,
+    pub(crate) receiver: OtlpReceiver,
+    _receiver_rt: tokio::runtime::Runtime,
+}
+
+/// Starts the receiver, both telemetries and the bench runtime.
+pub(crate) fn setup() -> Setup {
+    let (receiver, receiver_rt) = start_receiver();
+    let url = receiver.http_traces_url();
+    Setup {
+        rt: tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("bench runtime"),
+        sampled: telemetry(Sampler::AlwaysOn, &url),
+        unsampled: telemetry(Sampler::AlwaysOff, &url),
+        receiver,
+        _receiver_rt: receiver_rt,
+    }
 }
