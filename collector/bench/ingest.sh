@@ -29,6 +29,7 @@
 #   BASE_PORT=43170      grpc, http, query, admin listen on BASE_PORT+0..3 (127.0.0.1)
 #   OUT=                 directory for the JSON results (default: a temp dir, printed)
 #   NO_BUILD=1           skip cargo build (use the existing release binaries)
+#   COLLECTOR=path       run this collector binary instead of the release build (A/B runs)
 #
 # Needs: cargo, curl, jq. Only loopback addresses are used.
 set -euo pipefail
@@ -52,7 +53,7 @@ done
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 target_dir=${CARGO_TARGET_DIR:-$root/target}
-collector=$target_dir/release/tracelight-collector
+collector=${COLLECTOR:-$target_dir/release/tracelight-collector}
 loadgen=$target_dir/release/tracelight-loadgen
 
 work=$(mktemp -d -t tracelight-ingest.XXXXXX)
