@@ -44,7 +44,7 @@ use tokio_util::sync::CancellationToken;
 use self::config::{ForwardingConfig, Upstream};
 use self::exporter::{Exporter, ExporterError, ExporterSettings};
 use self::metrics::{ForwardMetrics, UpstreamCounters};
-use self::queue::{PendingAppend, Queue, QueueConfig, QueueError};
+use self::queue::{AppendDone, PendingAppend, Queue, QueueConfig, QueueError};
 use self::sender::Sender;
 use self::tls::TlsError;
 use crate::model::SpanBatch;
@@ -175,6 +175,26 @@ impl Forwarder {
             .map(|u| u.queue.append(payload.clone(), spans))
             .collect::<Result<_, _>>()?;
         Ok(Appended(pending))
+    }
+
+    /// Hands an encoded `ExportTraceServiceRequest` of `spans` spans to every queue's commit
+    /// thread without waiting; `done()` makes each queue's completion callback. Stops at the
+    /// first queue that cannot take it now ([`Queue::submit`]), whose callback is dropped.
+    pub fn submit_payload(
+        &self,
+        payload: &Bytes,
+        spans: u32,
+        mut done: impl FnMut() -> AppendDone,
+    ) -> Result<(), ForwardError> {
+        for u in &self.upstreams {
+            u.queue.submit(payload.clone(), spans, done())?;
+        }
+        Ok(())
+    }
+
+    /// How many queues [`submit_payload`](Self::submit_payload) writes to.
+    pub fn queues(&self) -> usize {
+        self.upstreams.len()
     }
 
     /// The pipeline's durable write with forwarding (after [`admit`](Self::admit)): appends

@@ -31,6 +31,7 @@
 pub mod admin;
 pub mod app;
 pub mod cli;
+pub mod completion;
 pub mod config;
 pub mod derived;
 pub mod error;

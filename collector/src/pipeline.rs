@@ -1,23 +1,25 @@
-//! The bounded queue between the receivers and the store.
+//! The bounded path between the receivers and the store.
 //!
-//! A receiver [`submit`](PipelineSender::submit)s a converted batch and waits for the store's
-//! answer before acknowledging the client, so an acknowledged span is always stored (and, with
-//! a durable store, on disk). The queue holds at most `capacity` batches and `max_spans` spans
-//! (whichever is reached first); when it is full the
-//! submission is refused at once ([`SubmitError::Full`]) and the receiver answers 503 /
-//! `UNAVAILABLE` with a retry delay instead of buffering more.
-//!
-//! A few worker threads drain the queue, so store writes never run on the async runtime. Several
-//! writers matter for the durable store: it commits the batches of concurrent writers with one
-//! fsync (group commit), so one writer would pay a whole fsync per batch.
+//! A receiver [`submit`](PipelineSender::submit)s a batch and waits for the store's answer
+//! before acknowledging the client, so an acknowledged span is always stored (and, with a
+//! durable store, on disk). At most `max_spans` spans are admitted and not yet written, and
+//! each writer's intake is bounded; when either is full the submission is refused at once
+//! ([`SubmitError::Full`]) and the receiver answers 503 / `UNAVAILABLE` with a retry delay
+//! instead of buffering more.
 //!
 //! Encode once, on the receiving thread: when the store can [`prepare`](SpanStore::prepare) a
 //! batch (the embedded store encodes it into its WAL record; the null store keeps nothing),
-//! [`submit`](PipelineSender::submit) does that, and encodes the forward queues' payload (or
-//! takes the received request's bytes), on the caller's thread, where the spans were just
-//! decoded and are still in cache; the derived metrics observe the batch there too, and it is
-//! freed there at once. Only bytes cross to the worker.
-//! A store that keeps the spans themselves (memory) gets the batch as before.
+//! the submission does that, and takes the received request's bytes (or encodes them) for the
+//! forward queues, on the caller's thread, where the spans were just decoded and are still in
+//! cache; the derived metrics observe the batch there too, and it is freed there at once.
+//! The prepared batch then goes straight to the store's commit thread
+//! ([`SpanStore::submit_prepared`]) and the payload to each forward queue's, with completion
+//! callbacks ([`crate::completion`]): the receiving task awaits the last of them, and no
+//! thread blocks in between (a thread hop costs two context switches per request, which
+//! showed at small requests).
+//!
+//! A store that keeps the spans themselves (memory) gets the batch on one of a few worker
+//! threads, so its writes never run on the async runtime.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -27,10 +29,11 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::derived::Derived;
+use crate::forward::queue::{AppendDone, QueueError};
 use crate::forward::{ForwardError, Forwarder, encode};
 use crate::metrics::Metrics;
 use crate::model::{BatchView, SpanBatch};
-use crate::store::{Prepared, SpanStore, StoreError};
+use crate::store::{Prepared, SpanStore, StoreError, WriteDone};
 
 /// Why a batch was not stored.
 #[derive(Debug, thiserror::Error)]
@@ -50,22 +53,14 @@ pub enum SubmitError {
     Forward(#[from] ForwardError),
 }
 
-/// What a worker writes.
+/// What a submission writes.
 #[derive(Debug)]
 enum Work {
-    /// The spans themselves, for a store that keeps them.
+    /// The spans themselves, for a store that keeps them (written by a worker thread).
     Batch(SpanBatch),
-    /// A batch prepared on the submitting thread (the spans stayed there).
+    /// A batch prepared on the submitting thread (the spans stayed there), handed straight
+    /// to the store's commit thread.
     Prepared { prepared: Prepared, spans: usize },
-}
-
-impl Work {
-    fn spans(&self) -> usize {
-        match self {
-            Self::Batch(b) => b.len(),
-            Self::Prepared { spans, .. } => *spans,
-        }
-    }
 }
 
 /// Set once at startup ([`PipelineWorker::with_derived`], [`PipelineWorker::with_forward`]),
@@ -78,7 +73,7 @@ struct Hooks {
 
 #[derive(Debug)]
 struct Envelope {
-    work: Work,
+    batch: SpanBatch,
     /// The batch as an `ExportTraceServiceRequest`, when forwarding.
     payload: Option<Bytes>,
     ack: oneshot::Sender<Result<(), SubmitError>>,
@@ -105,6 +100,7 @@ pub struct PipelineSender {
     spans: Arc<SpanBudget>,
     store: Arc<dyn SpanStore>,
     hooks: Arc<Hooks>,
+    metrics: Arc<Metrics>,
 }
 
 /// Spans admitted to the queue and not yet written.
@@ -221,15 +217,31 @@ impl PipelineSender {
         Some(prepared)
     }
 
+    /// Queues `work`: a prepared batch straight to the store's and the forward queues'
+    /// commit threads, spans for the worker threads.
     fn send(
         &self,
         work: Work,
         payload: Option<Bytes>,
         budget: SpanRelease,
     ) -> Result<Queued, SubmitError> {
+        match work {
+            Work::Prepared { prepared, spans } => {
+                self.submit_prepared(prepared, spans, payload, budget)
+            }
+            Work::Batch(batch) => self.send_to_worker(batch, payload, budget),
+        }
+    }
+
+    fn send_to_worker(
+        &self,
+        batch: SpanBatch,
+        payload: Option<Bytes>,
+        budget: SpanRelease,
+    ) -> Result<Queued, SubmitError> {
         let (ack, done) = oneshot::channel();
         let sent = self.tx.try_send(Envelope {
-            work,
+            batch,
             payload,
             ack,
             budget,
@@ -241,10 +253,154 @@ impl PipelineSender {
         Ok(Queued(done))
     }
 
+    /// Hands a prepared batch to the store's commit thread and its payload to every forward
+    /// queue's, without a worker thread in between and without waiting: the last of those
+    /// writes to become durable answers the returned [`Queued`] and returns the batch's
+    /// spans to the budget. A write that cannot be queued refuses the whole batch at once
+    /// (a queue that already took it forwards it anyway: a duplicate, as with any retry).
+    fn submit_prepared(
+        &self,
+        prepared: Prepared,
+        spans: usize,
+        payload: Option<Bytes>,
+        budget: SpanRelease,
+    ) -> Result<Queued, SubmitError> {
+        let forward = self.hooks.forward.get();
+        let payload = match (forward, payload) {
+            (Some(f), Some(p)) => Some((f, p)),
+            // Forwarding was set up after this batch was submitted (startup misuse):
+            // refuse rather than store without forwarding; the client retries.
+            (Some(_), None) => return Err(SubmitError::Closed),
+            (None, _) => None,
+        };
+        let (ack, done) = oneshot::channel();
+        // The submission is itself a part until every write is handed out, so that no write
+        // completing early can answer before the others are queued; a refusal (`?`) drops
+        // the parts not handed out, which counts them as done, so the budget always comes
+        // back.
+        let submission = Joint::start(ack, budget, Arc::clone(&self.metrics));
+        if let Some((forward, payload)) = payload {
+            let spans = u32::try_from(spans).unwrap_or(u32::MAX);
+            forward
+                .submit_payload(&payload, spans, || {
+                    let part = submission.another();
+                    AppendDone::new(move |r| {
+                        part.complete(r.map_err(|e| SubmitError::Forward(e.into())));
+                    })
+                })
+                .map_err(|e| match e {
+                    ForwardError::Queue(QueueError::Busy { .. }) => SubmitError::Full,
+                    e => SubmitError::Forward(e),
+                })?;
+        }
+        let part = submission.another();
+        self.store
+            .submit_prepared(
+                prepared,
+                WriteDone::new(move |r| part.complete(r.map_err(SubmitError::Store))),
+            )
+            .map_err(|e| match e {
+                StoreError::Busy => SubmitError::Full,
+                e => SubmitError::Store(e),
+            })?;
+        submission.complete(Ok(()));
+        Ok(Queued(done))
+    }
+
     /// A handle that reads the queue depth without keeping the pipeline open.
     pub fn probe(&self) -> PipelineProbe {
         PipelineProbe {
             tx: self.tx.downgrade(),
+        }
+    }
+}
+
+/// The writes one prepared batch waits for (the store's, each forward queue's), answered
+/// together when the last one completes.
+#[derive(Debug)]
+struct Joint {
+    remaining: AtomicUsize,
+    /// The first failure.
+    error: parking_lot::Mutex<Option<SubmitError>>,
+    finish: parking_lot::Mutex<Option<Finish>>,
+}
+
+#[derive(Debug)]
+struct Finish {
+    ack: oneshot::Sender<Result<(), SubmitError>>,
+    budget: SpanRelease,
+    started: Instant,
+    metrics: Arc<Metrics>,
+}
+
+impl Joint {
+    /// A joint of one part, the submission; add the writes with [`Part::another`].
+    fn start(
+        ack: oneshot::Sender<Result<(), SubmitError>>,
+        budget: SpanRelease,
+        metrics: Arc<Metrics>,
+    ) -> Part {
+        Part(Some(Arc::new(Self {
+            remaining: AtomicUsize::new(1),
+            error: parking_lot::Mutex::new(None),
+            finish: parking_lot::Mutex::new(Some(Finish {
+                ack,
+                budget,
+                started: Instant::now(),
+                metrics,
+            })),
+        })))
+    }
+
+    fn complete(&self, result: Result<(), SubmitError>) {
+        if let Err(e) = result {
+            self.error.lock().get_or_insert(e);
+        }
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        let Some(finish) = self.finish.lock().take() else {
+            return;
+        };
+        finish.metrics.store_write_latency(finish.started.elapsed());
+        let result = match self.error.lock().take() {
+            Some(e) => {
+                tracing::error!(error = %e, "store write failed");
+                Err(e)
+            }
+            None => Ok(()),
+        };
+        drop(finish.budget);
+        // The submitter may have gone (client hung up); the batch is stored anyway.
+        let _ = finish.ack.send(result);
+    }
+}
+
+/// One write of a [`Joint`]; completing it, or dropping it unused (a refused submission),
+/// counts it as done.
+#[derive(Debug)]
+struct Part(Option<Arc<Joint>>);
+
+impl Part {
+    /// Another part of the same joint. Call on a part not yet completed.
+    fn another(&self) -> Self {
+        if let Some(joint) = &self.0 {
+            joint.remaining.fetch_add(1, Ordering::AcqRel);
+        }
+        Self(self.0.clone())
+    }
+
+    fn complete(mut self, result: Result<(), SubmitError>) {
+        if let Some(joint) = self.0.take() {
+            joint.complete(result);
+        }
+    }
+}
+
+impl Drop for Part {
+    fn drop(&mut self) {
+        if let Some(joint) = self.0.take() {
+            joint.complete(Err(SubmitError::Closed));
         }
     }
 }
@@ -308,6 +464,7 @@ pub fn pipeline(
             spans,
             store: Arc::clone(&store),
             hooks: Arc::clone(&hooks),
+            metrics: Arc::clone(&metrics),
         },
         PipelineWorker {
             rx,
@@ -371,7 +528,7 @@ impl PipelineWorker {
             // The lock is held only while waiting for the next batch, not while writing it.
             let next = self.rx.lock().blocking_recv();
             let Some(Envelope {
-                work,
+                batch,
                 payload,
                 ack,
                 budget,
@@ -381,7 +538,7 @@ impl PipelineWorker {
             };
             let forward = self.hooks.forward.get();
             let started = Instant::now();
-            let result = self.write(work, forward, payload);
+            let result = self.write(batch, forward, payload);
             drop(budget);
             self.metrics.store_write_latency(started.elapsed());
             if let Err(e) = &result {
@@ -396,36 +553,92 @@ impl PipelineWorker {
 
     fn write(
         &self,
-        work: Work,
+        batch: SpanBatch,
         forward: Option<&Arc<Forwarder>>,
         payload: Option<Bytes>,
     ) -> Result<(), SubmitError> {
-        let spans = u32::try_from(work.spans()).unwrap_or(u32::MAX);
-        match work {
-            Work::Batch(batch) => {
-                if let Some(derived) = self.hooks.derived.get() {
-                    derived.observe(&batch);
-                }
-                match (forward, payload) {
-                    (Some(f), Some(p)) => {
-                        f.write_payload_through(&p, spans, || self.store.write_batch(batch))
-                    }
-                    (Some(f), None) => f.write_through(batch, &*self.store),
-                    (None, _) => self.store.write_batch(batch).map_err(SubmitError::Store),
-                }
-            }
-            Work::Prepared { prepared, .. } => match (forward, payload) {
-                (Some(f), Some(p)) => {
-                    f.write_payload_through(&p, spans, || self.store.write_prepared(prepared))
-                }
-                // Forwarding was set up after this batch was submitted (startup misuse):
-                // refuse rather than store without forwarding; the client retries.
-                (Some(_), None) => Err(SubmitError::Closed),
-                (None, _) => self
-                    .store
-                    .write_prepared(prepared)
-                    .map_err(SubmitError::Store),
-            },
+        if let Some(derived) = self.hooks.derived.get() {
+            derived.observe(&batch);
         }
+        let spans = u32::try_from(batch.len()).unwrap_or(u32::MAX);
+        match (forward, payload) {
+            (Some(f), Some(p)) => {
+                f.write_payload_through(&p, spans, || self.store.write_batch(batch))
+            }
+            (Some(f), None) => f.write_through(batch, &*self.store),
+            (None, _) => self.store.write_batch(batch).map_err(SubmitError::Store),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+
+    /// A joint of the submission and two writes, with a budget of 10 spans admitted.
+    fn joint() -> (
+        Part,
+        Arc<SpanBudget>,
+        oneshot::Receiver<Result<(), SubmitError>>,
+    ) {
+        let budget = Arc::new(SpanBudget {
+            queued: AtomicUsize::new(0),
+            max: 100,
+        });
+        assert!(budget.admit(10));
+        let release = SpanRelease {
+            budget: Arc::clone(&budget),
+            spans: 10,
+        };
+        let (ack, done) = oneshot::channel();
+        let submission = Joint::start(ack, release, Arc::new(Metrics::default()));
+        (submission, budget, done)
+    }
+
+    #[test]
+    fn the_last_write_answers_and_returns_the_budget() {
+        let (submission, budget, mut done) = joint();
+        let store = submission.another();
+        let queue = submission.another();
+        submission.complete(Ok(()));
+        store.complete(Ok(()));
+        assert!(done.try_recv().is_err(), "one write still pending");
+        assert_eq!(budget.queued.load(Ordering::Acquire), 10);
+        queue.complete(Ok(()));
+        assert!(done.try_recv().unwrap().is_ok());
+        assert_eq!(budget.queued.load(Ordering::Acquire), 0);
+    }
+
+    #[test]
+    fn a_write_completing_before_the_submission_ends_does_not_answer() {
+        let (submission, _budget, mut done) = joint();
+        submission.another().complete(Ok(()));
+        assert!(done.try_recv().is_err());
+        submission.complete(Ok(()));
+        assert!(done.try_recv().unwrap().is_ok());
+    }
+
+    #[test]
+    fn the_first_failure_is_the_answer() {
+        let (submission, _budget, mut done) = joint();
+        let store = submission.another();
+        let queue = submission.another();
+        submission.complete(Ok(()));
+        queue.complete(Err(SubmitError::Full));
+        store.complete(Err(SubmitError::Closed));
+        assert!(matches!(done.try_recv().unwrap(), Err(SubmitError::Full)));
+    }
+
+    #[test]
+    fn a_dropped_part_counts_as_a_failed_write_and_the_budget_comes_back() {
+        let (submission, budget, mut done) = joint();
+        let store = submission.another();
+        // A refused submission drops the parts it did not hand out, and itself.
+        drop(store);
+        drop(submission);
+        assert!(matches!(done.try_recv().unwrap(), Err(SubmitError::Closed)));
+        assert_eq!(budget.queued.load(Ordering::Acquire), 0);
     }
 }

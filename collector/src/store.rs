@@ -28,6 +28,10 @@ pub enum StoreError {
     /// The store was closed (shutdown in progress).
     #[error("store is closed")]
     Closed,
+    /// The store's write queue is full ([`SpanStore::submit_prepared`] does not wait for
+    /// room): the caller should ask the client to retry later.
+    #[error("the store's write queue is full")]
+    Busy,
     /// An I/O error of an on-disk engine.
     #[error("store I/O error: {0}")]
     Io(#[from] std::io::Error),
@@ -134,6 +138,10 @@ impl Prepared {
     }
 }
 
+/// Called once with the outcome of a write started by [`SpanStore::submit_prepared`] (what
+/// [`SpanStore::write_prepared`] would have returned), on a store thread or the caller's.
+pub type WriteDone = crate::completion::Done<StoreError>;
+
 /// A span store. See the module docs for the threading and durability contract.
 ///
 /// Search results are ordered newest first: by the start time of the newest matching span,
@@ -158,6 +166,16 @@ pub trait SpanStore: Send + Sync + fmt::Debug + 'static {
                 "a batch prepared by the embedded store was written to another store",
             ))),
         }
+    }
+    /// Starts storing a batch prepared by [`prepare`](Self::prepare) without blocking the
+    /// caller, which may be an async task: `done` gets the outcome once the batch is durable
+    /// (or failed). When the store cannot take the batch now (its write queue is full:
+    /// [`StoreError::Busy`], or it is closed), this returns the error and drops `done`
+    /// uncalled. The default writes here, so it suits only stores whose
+    /// [`write_prepared`](Self::write_prepared) does not block.
+    fn submit_prepared(&self, prepared: Prepared, done: WriteDone) -> Result<(), StoreError> {
+        done.call(self.write_prepared(prepared));
+        Ok(())
     }
     /// All spans of one trace, or `None`.
     fn get_trace(&self, trace_id: TraceId) -> Result<Option<Trace>, StoreError>;

@@ -453,6 +453,60 @@ fn torn_wal_tail_is_truncated_and_earlier_records_kept() {
     assert_eq!(store.stats().spans, 12);
 }
 
+/// Bytes of the files in `dir` but `LOCK` (20 bytes, not span data).
+fn bytes_on_disk(dir: &Path) -> u64 {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name() != "LOCK")
+        .map(|e| e.metadata().unwrap().len())
+        .sum()
+}
+
+#[test]
+fn records_in_a_spare_wal_file_survive_a_crash_and_its_zeros_are_dropped() {
+    let dir = temp_dir();
+    let base = now_ns() - HOUR_NS;
+    let mut cfg = config(dir.path());
+    cfg.block_spans = 10_000; // rotate only on flush
+    let store = EmbeddedStore::open(cfg.clone()).unwrap();
+    store.write_batch(trace_batch(1, 4, base)).unwrap();
+    // A flush rotates the WAL and seals; after a seal the sealer writes a zero-filled spare
+    // before answering, and the next rotation makes it the WAL.
+    store.flush().unwrap();
+    store.write_batch(trace_batch(2, 4, base)).unwrap();
+    store.flush().unwrap();
+    for t in 3..=5 {
+        store.write_batch(trace_batch(t, 4, base)).unwrap();
+    }
+    // The spare and the WAL's unused zeros count as store bytes (the disk cap sees them).
+    assert_eq!(store.stats().bytes, bytes_on_disk(dir.path()));
+    store.simulate_crash(false).unwrap();
+    let spare_len = fs::metadata(wal(dir.path())).unwrap().len();
+    assert!(
+        spare_len >= 256 << 10,
+        "the WAL is a spare: {spare_len} bytes"
+    );
+
+    let store = EmbeddedStore::open(cfg.clone()).unwrap();
+    for t in 1..=5 {
+        assert_eq!(span_count(&store, t), 4, "trace {t}");
+    }
+    assert_eq!(store.corrupt_records(), 0, "zeros are not corruption");
+    let wal_len = fs::metadata(wal(dir.path())).unwrap().len();
+    assert!(
+        wal_len < 64 << 10,
+        "the zeros were dropped: {wal_len} bytes"
+    );
+    assert_eq!(store.stats().bytes, bytes_on_disk(dir.path()));
+    // Writing after the recovery appends cleanly.
+    store.write_batch(trace_batch(6, 4, base)).unwrap();
+    store.simulate_crash(false).unwrap();
+    let store = EmbeddedStore::open(cfg).unwrap();
+    assert_eq!(span_count(&store, 6), 4);
+    assert_eq!(store.stats().spans, 24);
+}
+
 #[test]
 fn torn_segment_tail_falls_back_to_the_wal() {
     let dir = temp_dir();
@@ -587,13 +641,8 @@ fn retention_by_size_keeps_the_newest_data_under_the_cap() {
     }
     store.flush().unwrap();
     let stats = store.stats();
-    // Segments and WAL; the 20-byte `LOCK` file is not span data.
-    let on_disk: u64 = fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap())
-        .filter(|e| e.file_name() != "LOCK")
-        .map(|e| e.metadata().unwrap().len())
-        .sum();
+    // Segments and WAL (a spare WAL file included).
+    let on_disk = bytes_on_disk(dir.path());
     assert_eq!(stats.bytes, on_disk);
     assert!(on_disk <= (16 << 10) + (2 << 10), "{on_disk}");
     assert!(stats.spans < 400 * 8, "something was deleted");

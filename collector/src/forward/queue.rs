@@ -20,7 +20,7 @@ use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -29,6 +29,7 @@ use parking_lot::Mutex;
 
 use super::cursor::Cursor;
 use super::segment::{self, HEADER_BYTES, RecordHeader};
+use crate::completion::Done;
 
 const CURSOR_FILE: &str = "acked.cursor";
 /// Most appends folded into one group commit.
@@ -60,6 +61,12 @@ pub enum QueueError {
     /// The queue is closed (shutdown).
     #[error("forward queue {queue} is closed")]
     Closed {
+        /// Queue (upstream) name.
+        queue: String,
+    },
+    /// The commit thread's intake is full ([`Queue::submit`] does not wait for room).
+    #[error("forward queue {queue} is busy")]
+    Busy {
         /// Queue (upstream) name.
         queue: String,
     },
@@ -144,12 +151,13 @@ pub struct Batch {
     reads: Vec<(u64, u64)>,
 }
 
-type Reply = SyncSender<Result<(), QueueError>>;
+/// Called once the record is durable (or failed).
+pub type AppendDone = Done<QueueError>;
 
 struct Append {
     payload: Bytes,
     spans: u32,
-    reply: Reply,
+    done: AppendDone,
 }
 
 /// One upstream's queue. See the module docs.
@@ -237,12 +245,35 @@ impl Queue {
         tx.send(Append {
             payload,
             spans,
-            reply,
+            done: Done::new(move |result| {
+                let _ = reply.send(result);
+            }),
         })
         .map_err(|_| closed())?;
         Ok(PendingAppend {
             queue: self.shared.name.clone(),
             done,
+        })
+    }
+
+    /// Queues a record for the commit thread without waiting: `done` gets the outcome once it
+    /// is durable. When the commit thread's intake is full ([`QueueError::Busy`]) or closed,
+    /// returns the error and drops `done` uncalled.
+    pub fn submit(&self, payload: Bytes, spans: u32, done: AppendDone) -> Result<(), QueueError> {
+        let queue = || self.shared.name.clone();
+        let tx = self
+            .commit
+            .lock()
+            .clone()
+            .ok_or_else(|| QueueError::Closed { queue: queue() })?;
+        tx.try_send(Append {
+            payload,
+            spans,
+            done,
+        })
+        .map_err(|e| match e {
+            TrySendError::Full(_) => QueueError::Busy { queue: queue() },
+            TrySendError::Disconnected(_) => QueueError::Closed { queue: queue() },
         })
     }
 
@@ -536,7 +567,7 @@ impl Writer {
                     message,
                 });
                 // The appender may have gone; the record is written anyway.
-                let _ = a.reply.send(answer);
+                a.done.call(answer);
             }
         }
     }

@@ -65,13 +65,13 @@ mod tests;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 
-use super::{Operation, SpanStore, StoreError, StoreStats, TraceQuery};
+use super::{Operation, SpanStore, StoreError, StoreStats, TraceQuery, WriteDone};
 use crate::model::{BatchView, DependencyLink, SpanBatch, SpanKind, Trace, TraceId};
 use state::State;
 use writer::{Command, Writer};
@@ -251,15 +251,41 @@ impl PreparedChunk {
 }
 
 impl EmbeddedStore {
+    /// Writes a chunk and waits until it is durable (a blocking caller).
     fn write_chunk(&self, prepared: PreparedChunk) -> Result<(), StoreError> {
         if prepared.chunk.sum.spans == 0 {
             return Ok(());
         }
-        self.call(|reply| Command::Write {
-            chunk: prepared.chunk,
-            crc: prepared.crc,
-            reply,
-        })
+        let (reply, rx) = sync_channel(1);
+        let done = WriteDone::new(move |result| {
+            let _ = reply.send(result);
+        });
+        self.tx
+            .send(Command::Write {
+                chunk: prepared.chunk,
+                crc: prepared.crc,
+                done,
+            })
+            .map_err(|_| StoreError::Closed)?;
+        rx.recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// Queues a chunk for the commit thread without waiting (for room or for the fsync).
+    fn submit_chunk(&self, prepared: PreparedChunk, done: WriteDone) -> Result<(), StoreError> {
+        if prepared.chunk.sum.spans == 0 {
+            done.call(Ok(()));
+            return Ok(());
+        }
+        self.tx
+            .try_send(Command::Write {
+                chunk: prepared.chunk,
+                crc: prepared.crc,
+                done,
+            })
+            .map_err(|e| match e {
+                TrySendError::Full(_) => StoreError::Busy,
+                TrySendError::Disconnected(_) => StoreError::Closed,
+            })
     }
 }
 
@@ -285,6 +311,20 @@ impl SpanStore for EmbeddedStore {
         match prepared.0 {
             super::PreparedInner::Embedded(p) => self.write_chunk(p),
             super::PreparedInner::Nothing => Ok(()),
+        }
+    }
+
+    fn submit_prepared(
+        &self,
+        prepared: super::Prepared,
+        done: WriteDone,
+    ) -> Result<(), StoreError> {
+        match prepared.0 {
+            super::PreparedInner::Embedded(p) => self.submit_chunk(p, done),
+            super::PreparedInner::Nothing => {
+                done.call(Ok(()));
+                Ok(())
+            }
         }
     }
 

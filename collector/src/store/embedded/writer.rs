@@ -16,9 +16,10 @@ use super::codec::{Decoded, Reader, put_varint};
 use super::record::{self, KIND_BLOCK, KIND_WAL, Part};
 use super::state::{Block, Segment, State};
 use super::{EmbeddedConfig, Shared};
-use crate::store::StoreError;
+use crate::store::{StoreError, WriteDone};
 
 mod sealer;
+mod spare;
 
 use sealer::Sealer;
 
@@ -34,8 +35,9 @@ const MAX_GROUP: usize = 256;
 
 pub(crate) type Reply = SyncSender<Result<(), StoreError>>;
 
-/// A queued write: the batch's chunk (WAL bytes and summary), the bytes' crc, reply.
-type Write = (Chunk, u32, Reply);
+/// A queued write: the batch's chunk (WAL bytes and summary), the bytes' crc, and what to call
+/// with the outcome.
+type Write = (Chunk, u32, WriteDone);
 
 /// A request to the writer thread.
 #[derive(Debug)]
@@ -44,7 +46,7 @@ pub(crate) enum Command {
     Write {
         chunk: Chunk,
         crc: u32,
-        reply: Reply,
+        done: WriteDone,
     },
     /// Seal the recent spans into a block.
     Flush(Reply),
@@ -83,9 +85,11 @@ struct Frozen {
     chunks: Vec<Arc<Chunk>>,
     /// Highest WAL sequence number among them.
     seq_max: u64,
-    /// Retired WAL files (path, bytes) holding nothing but these spans and earlier ones:
-    /// deleted once their block is durable.
+    /// Retired WAL files (path, bytes on disk) holding nothing but these spans and earlier
+    /// ones: deleted once their block is durable.
     wal_files: Vec<(PathBuf, u64)>,
+    /// Bytes of records in the newest of them (sizes the next spare WAL file).
+    wal_used: u64,
 }
 
 /// A request to the sealer thread. Processed in order, so a reply also means every earlier
@@ -112,7 +116,10 @@ pub(crate) struct Writer {
     cfg: EmbeddedConfig,
     shared: Arc<Shared>,
     wal: File,
+    /// Bytes of records in the WAL file.
     wal_len: u64,
+    /// Its size on disk: larger than `wal_len` while records fill a spare.
+    wal_alloc: u64,
     /// Number for the next retired WAL file name.
     next_wal_id: u64,
     /// Retired WAL files whose spans are in the memtable and not yet handed to the sealer.
@@ -135,6 +142,7 @@ impl Writer {
     /// tails, and starts the sealer thread.
     pub(crate) fn open(cfg: EmbeddedConfig, shared: Arc<Shared>) -> Result<Self, StoreError> {
         fs::create_dir_all(&cfg.dir)?;
+        spare::clean(&cfg.dir)?;
         let mut ids: Vec<u32> = Vec::new();
         let mut wal_ids: Vec<u64> = Vec::new();
         for e in fs::read_dir(&cfg.dir)? {
@@ -224,7 +232,15 @@ impl Writer {
                 let mut replayed = false;
                 let scan = record::scan(wal)?;
                 let file_len = wal.metadata()?.len();
-                report_scan(&shared, path, &scan, file_len)?;
+                // The unused zeros of a spare end the log quietly; other dropped bytes are
+                // reported.
+                let reported_len =
+                    if scan.valid_end < file_len && spare::is_zero(wal, scan.valid_end)? {
+                        scan.valid_end
+                    } else {
+                        file_len
+                    };
+                report_scan(&shared, path, &scan, reported_len)?;
                 if scan.valid_end < file_len {
                     wal.set_len(scan.valid_end)?;
                     wal.sync_all()?;
@@ -283,7 +299,7 @@ impl Writer {
             .open(&wal_path)?;
         let (wal_len, _) = replay(&wal_path, &wal, &mut st)?;
         wal.seek(SeekFrom::Start(wal_len))?;
-        st.wal_bytes = wal_total + wal_len;
+        st.wal_bytes = wal_total + wal_len + spare::ready_bytes(&cfg.dir)?;
 
         // Append to the last segment, or start the first one.
         let (active, active_file, active_len) = match st.segments.iter().next_back() {
@@ -324,6 +340,7 @@ impl Writer {
         let mut writer = Self {
             wal,
             wal_len,
+            wal_alloc: wal_len,
             next_wal_id: wal_ids.last().map_or(1, |id| id + 1),
             retired,
             next_seq: max_seq + 1,
@@ -366,7 +383,7 @@ impl Writer {
             let mut writes = Vec::new();
             for cmd in cmds {
                 match cmd {
-                    Command::Write { chunk, crc, reply } => writes.push((chunk, crc, reply)),
+                    Command::Write { chunk, crc, done } => writes.push((chunk, crc, done)),
                     control => {
                         self.commit(std::mem::take(&mut writes));
                         if self.control(control) {
@@ -424,16 +441,29 @@ impl Writer {
         let retired = retired_wal_path(&self.cfg.dir, self.next_wal_id);
         fs::rename(&wal_path, &retired)?;
         self.next_wal_id += 1;
-        self.retired.push((retired, self.wal_len));
-        let wal = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&wal_path)?;
+        self.retired
+            .push((retired, self.wal_alloc.max(self.wal_len)));
+        let wal_used = self.wal_len;
+        // A spare's bytes were counted when the sealer wrote it.
+        let (wal, wal_alloc) = match spare::take(&self.cfg.dir, &wal_path)? {
+            Some(wal) => {
+                let len = wal.metadata()?.len();
+                (wal, len)
+            }
+            None => (
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create_new(true)
+                    .open(&wal_path)?,
+                0,
+            ),
+        };
         // The new name must be durable before a record in it is acknowledged.
         sync_dir(&self.cfg.dir)?;
         self.wal = wal;
         self.wal_len = 0;
+        self.wal_alloc = wal_alloc;
         let chunks = {
             let mut st = self.shared.state.write();
             let from = st.frozen;
@@ -445,6 +475,7 @@ impl Writer {
             chunks,
             seq_max: self.memtable_seq,
             wal_files: std::mem::take(&mut self.retired),
+            wal_used,
         }))
     }
 
@@ -506,8 +537,8 @@ impl Writer {
             return;
         }
         if let Some(reason) = &self.failed {
-            for (.., reply) in writes {
-                let _ = reply.send(Err(StoreError::Io(std::io::Error::other(format!(
+            for (.., done) in writes {
+                done.call(Err(StoreError::Io(std::io::Error::other(format!(
                     "the WAL is unusable after an earlier failure: {reason}"
                 )))));
             }
@@ -546,8 +577,8 @@ impl Writer {
         if let Err(e) = result {
             tracing::error!(error = %e, "WAL write failed; the store refuses further writes");
             self.failed = Some(e.to_string());
-            for (.., reply) in writes {
-                let _ = reply.send(Err(StoreError::Io(std::io::Error::new(
+            for (.., done) in writes {
+                done.call(Err(StoreError::Io(std::io::Error::new(
                     e.kind(),
                     e.to_string(),
                 ))));
@@ -556,22 +587,25 @@ impl Writer {
         }
         let written = written as u64;
         self.wal_len += written;
+        // Records past the end of a spare (or in a file that had none) grow the file.
+        let grown = self.wal_len.saturating_sub(self.wal_alloc);
+        self.wal_alloc += grown;
         let mut replies = Vec::with_capacity(writes.len());
         let mut fresh = Vec::with_capacity(writes.len());
-        for (chunk, _, reply) in writes {
+        for (chunk, _, done) in writes {
             fresh.push(Arc::new(chunk));
-            replies.push(reply);
+            replies.push(done);
         }
         {
             let mut st = self.shared.state.write();
-            st.wal_bytes += written;
+            st.wal_bytes += grown;
             for chunk in fresh {
                 st.push_chunk(chunk);
             }
         }
         self.memtable_seq = first_seq + replies.len() as u64 - 1;
-        for reply in replies {
-            let _ = reply.send(Ok(()));
+        for done in replies {
+            done.call(Ok(()));
         }
     }
 }

@@ -13,7 +13,7 @@ use super::super::chunk::Chunk;
 use super::super::record::{self, KIND_BLOCK, Part};
 use super::super::state::{Block, Segment};
 use super::super::{EmbeddedConfig, Shared};
-use super::{Frozen, Job, create_segment, now_ns, segment_path, sync_dir};
+use super::{Frozen, Job, create_segment, now_ns, segment_path, spare, sync_dir};
 use crate::store::StoreError;
 
 /// The sealer thread's state: segments, block building and retention.
@@ -32,6 +32,7 @@ pub(super) struct Sealer {
 
 impl Sealer {
     pub(super) fn run(mut self, rx: Receiver<Job>) {
+        self.prepare_spare(0);
         loop {
             let job = match rx.recv_timeout(self.cfg.retention_check_interval) {
                 Ok(job) => job,
@@ -43,9 +44,11 @@ impl Sealer {
             };
             match job {
                 Job::Seal(frozen) => {
+                    let wal_used = frozen.wal_used;
                     if let Err(e) = self.seal(frozen, false) {
                         tracing::error!(error = %e, "sealing a block failed; the spans stay in the WAL");
                     }
+                    self.prepare_spare(wal_used);
                 }
                 Job::Flush(reply) => {
                     let r = self.retry().and_then(|()| self.enforce_retention());
@@ -70,6 +73,18 @@ impl Sealer {
                 }
             }
             self.periodic();
+        }
+    }
+
+    /// Writes the next WAL file ahead of the rotation that will use it (see [`spare`]).
+    /// A failure only costs that rotation the spare.
+    pub(super) fn prepare_spare(&self, last_wal_bytes: u64) {
+        let bytes = spare::size_for(last_wal_bytes, self.cfg.max_disk_bytes);
+        match spare::prepare(&self.cfg.dir, bytes) {
+            // On disk now: counted like the WAL it will become.
+            Ok(true) => self.shared.state.write().wal_bytes += bytes,
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "could not write a spare WAL file"),
         }
     }
 
@@ -101,6 +116,7 @@ impl Sealer {
                 carry.chunks.extend(frozen.chunks);
                 carry.seq_max = carry.seq_max.max(frozen.seq_max);
                 carry.wal_files.extend(frozen.wal_files);
+                carry.wal_used = frozen.wal_used;
                 carry
             }
             None => frozen,
