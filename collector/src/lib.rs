@@ -39,6 +39,7 @@ pub mod forward;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;
+mod prealloc;
 pub mod query;
 pub mod receiver;
 pub mod store;

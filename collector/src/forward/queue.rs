@@ -19,7 +19,7 @@ use std::io;
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -30,8 +30,11 @@ use parking_lot::Mutex;
 use super::cursor::Cursor;
 use super::segment::{self, HEADER_BYTES, RecordHeader};
 use crate::completion::Done;
+use crate::prealloc::{self, Spare};
 
 const CURSOR_FILE: &str = "acked.cursor";
+/// The next segment, written ahead (see [`crate::prealloc`]).
+const SPARE_FILE: &str = "segment.spare";
 /// Most appends folded into one group commit.
 const MAX_GROUP: usize = 256;
 /// Appends waiting for the commit thread before `append` blocks.
@@ -417,11 +420,16 @@ struct Writer {
     next_seq: u64,
     segment_bytes: u64,
     failed: Option<String>,
+    spare: Spare,
+    /// Set while a thread writes the spare.
+    preparing: Arc<AtomicBool>,
 }
 
 fn recover(name: &str, config: &QueueConfig) -> io::Result<(Arc<Shared>, Writer)> {
     let dir = &config.dir;
     fs::create_dir_all(dir)?;
+    let spare = Spare::new(dir, SPARE_FILE);
+    spare.clean()?;
     let cursor = Cursor::open(&dir.join(CURSOR_FILE))?;
     let acked = cursor.acked();
     let mut ids: Vec<u64> = fs::read_dir(dir)?
@@ -438,12 +446,15 @@ fn recover(name: &str, config: &QueueConfig) -> io::Result<(Arc<Shared>, Writer)
         let scan = segment::scan(&file)?;
         let len = file.metadata()?.len();
         if scan.valid_end < len {
-            tracing::warn!(
-                queue = name,
-                segment = %path.display(),
-                dropped_bytes = len - scan.valid_end,
-                "forward queue: truncating a torn or corrupt segment tail"
-            );
+            // The unused zeros of a spare end a segment quietly.
+            if !prealloc::is_zero(&file, scan.valid_end)? {
+                tracing::warn!(
+                    queue = name,
+                    segment = %path.display(),
+                    dropped_bytes = len - scan.valid_end,
+                    "forward queue: truncating a torn or corrupt segment tail"
+                );
+            }
             file.set_len(scan.valid_end)?;
             file.sync_all()?;
         }
@@ -543,7 +554,10 @@ fn recover(name: &str, config: &QueueConfig) -> io::Result<(Arc<Shared>, Writer)
         next_seq,
         segment_bytes: config.segment_bytes.max(1),
         failed: None,
+        spare,
+        preparing: Arc::new(AtomicBool::new(false)),
     };
+    writer.prepare_spare();
     Ok((shared, writer))
 }
 
@@ -583,15 +597,46 @@ impl Writer {
         result.map_err(|e| e.to_string())
     }
 
+    /// Starts writing the next segment's spare on its own thread, unless one is ready or
+    /// being written. A failure only costs that rotation the spare.
+    fn prepare_spare(&self) {
+        if self.preparing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (spare, preparing, bytes) = (
+            self.spare.clone(),
+            Arc::clone(&self.preparing),
+            self.segment_bytes,
+        );
+        let queue = self.shared.name.clone();
+        let spawned = std::thread::Builder::new()
+            .name("fwd-queue-spare".to_owned())
+            .spawn(move || {
+                if let Err(e) = spare.prepare(bytes) {
+                    tracing::warn!(queue, error = %e, "forward queue: could not write a spare segment");
+                }
+                preparing.store(false, Ordering::Release);
+            });
+        if let Err(e) = spawned {
+            self.preparing.store(false, Ordering::Release);
+            tracing::warn!(queue = %self.shared.name, error = %e, "forward queue: could not start the spare writer");
+        }
+    }
+
     fn rotate(&mut self) -> io::Result<()> {
         let dir = &self.shared.dir;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(segment::path(dir, self.next_seq))?;
+        let path = segment::path(dir, self.next_seq);
+        let file = match self.spare.take(&path)? {
+            Some(file) => file,
+            None => OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)?,
+        };
         sync_dir(dir)?;
+        self.prepare_spare();
         self.file = file;
         self.active = self.next_seq;
         self.active_len = 0;

@@ -16,10 +16,10 @@ use super::codec::{Decoded, Reader, put_varint};
 use super::record::{self, KIND_BLOCK, KIND_WAL, Part};
 use super::state::{Block, Segment, State};
 use super::{EmbeddedConfig, Shared};
+use crate::prealloc::{self, Spare};
 use crate::store::{StoreError, WriteDone};
 
 mod sealer;
-mod spare;
 
 use sealer::Sealer;
 
@@ -32,6 +32,25 @@ const SEGMENT_PREFIX: &str = "seg-";
 const SEGMENT_SUFFIX: &str = ".tld";
 /// Most commands folded into one group commit.
 const MAX_GROUP: usize = 256;
+/// The next WAL file, written ahead (see [`crate::prealloc`]).
+const SPARE_FILE: &str = "wal.spare";
+/// Smallest and largest spare WAL file. The size follows the last WAL files
+/// ([`spare_bytes`]).
+const SPARE_MIN_BYTES: u64 = 256 << 10;
+const SPARE_MAX_BYTES: u64 = 64 << 20;
+
+fn spare(dir: &Path) -> Spare {
+    Spare::new(dir, SPARE_FILE)
+}
+
+/// The spare's size after WAL files that grew to `last_wal_bytes` before rotation: a quarter
+/// more, within [`SPARE_MIN_BYTES`]..=[`SPARE_MAX_BYTES`] and at most a sixteenth of
+/// `max_disk_bytes`.
+fn spare_bytes(last_wal_bytes: u64, max_disk_bytes: u64) -> u64 {
+    let want = last_wal_bytes.saturating_add(last_wal_bytes / 4);
+    want.clamp(SPARE_MIN_BYTES, SPARE_MAX_BYTES)
+        .min(max_disk_bytes / 16)
+}
 
 pub(crate) type Reply = SyncSender<Result<(), StoreError>>;
 
@@ -142,7 +161,7 @@ impl Writer {
     /// tails, and starts the sealer thread.
     pub(crate) fn open(cfg: EmbeddedConfig, shared: Arc<Shared>) -> Result<Self, StoreError> {
         fs::create_dir_all(&cfg.dir)?;
-        spare::clean(&cfg.dir)?;
+        spare(&cfg.dir).clean()?;
         let mut ids: Vec<u32> = Vec::new();
         let mut wal_ids: Vec<u64> = Vec::new();
         for e in fs::read_dir(&cfg.dir)? {
@@ -235,7 +254,7 @@ impl Writer {
                 // The unused zeros of a spare end the log quietly; other dropped bytes are
                 // reported.
                 let reported_len =
-                    if scan.valid_end < file_len && spare::is_zero(wal, scan.valid_end)? {
+                    if scan.valid_end < file_len && prealloc::is_zero(wal, scan.valid_end)? {
                         scan.valid_end
                     } else {
                         file_len
@@ -299,7 +318,7 @@ impl Writer {
             .open(&wal_path)?;
         let (wal_len, _) = replay(&wal_path, &wal, &mut st)?;
         wal.seek(SeekFrom::Start(wal_len))?;
-        st.wal_bytes = wal_total + wal_len + spare::ready_bytes(&cfg.dir)?;
+        st.wal_bytes = wal_total + wal_len + spare(&cfg.dir).ready_bytes()?;
 
         // Append to the last segment, or start the first one.
         let (active, active_file, active_len) = match st.segments.iter().next_back() {
@@ -445,7 +464,7 @@ impl Writer {
             .push((retired, self.wal_alloc.max(self.wal_len)));
         let wal_used = self.wal_len;
         // A spare's bytes were counted when the sealer wrote it.
-        let (wal, wal_alloc) = match spare::take(&self.cfg.dir, &wal_path)? {
+        let (wal, wal_alloc) = match spare(&self.cfg.dir).take(&wal_path)? {
             Some(wal) => {
                 let len = wal.metadata()?.len();
                 (wal, len)
@@ -608,6 +627,15 @@ impl Writer {
             done.call(Ok(()));
         }
     }
+}
+
+#[cfg(test)]
+#[test]
+fn the_spare_size_follows_the_last_wal_within_bounds() {
+    assert_eq!(spare_bytes(0, u64::MAX), SPARE_MIN_BYTES);
+    assert_eq!(spare_bytes(4 << 20, u64::MAX), 5 << 20);
+    assert_eq!(spare_bytes(1 << 30, u64::MAX), SPARE_MAX_BYTES);
+    assert_eq!(spare_bytes(4 << 20, 16 << 20), 1 << 20);
 }
 
 impl std::fmt::Debug for Writer {

@@ -13,7 +13,7 @@ use super::super::chunk::Chunk;
 use super::super::record::{self, KIND_BLOCK, Part};
 use super::super::state::{Block, Segment};
 use super::super::{EmbeddedConfig, Shared};
-use super::{Frozen, Job, create_segment, now_ns, segment_path, spare, sync_dir};
+use super::{Frozen, Job, create_segment, now_ns, segment_path, spare, spare_bytes, sync_dir};
 use crate::store::StoreError;
 
 /// The sealer thread's state: segments, block building and retention.
@@ -76,11 +76,11 @@ impl Sealer {
         }
     }
 
-    /// Writes the next WAL file ahead of the rotation that will use it (see [`spare`]).
-    /// A failure only costs that rotation the spare.
+    /// Writes the next WAL file ahead of the rotation that will use it (see
+    /// [`crate::prealloc`]). A failure only costs that rotation the spare.
     pub(super) fn prepare_spare(&self, last_wal_bytes: u64) {
-        let bytes = spare::size_for(last_wal_bytes, self.cfg.max_disk_bytes);
-        match spare::prepare(&self.cfg.dir, bytes) {
+        let bytes = spare_bytes(last_wal_bytes, self.cfg.max_disk_bytes);
+        match spare(&self.cfg.dir).prepare(bytes) {
             // On disk now: counted like the WAL it will become.
             Ok(true) => self.shared.state.write().wal_bytes += bytes,
             Ok(false) => {}
