@@ -20,12 +20,14 @@
 #
 # PIN=1 pins A to CPU 0 and B, the load generator and the sampler to CPU 1 (taskset), so
 # "alone" and "forward" compare A's own work on the same single core; unpinned, all of them
-# share both cores.
+# share both cores. PIN=2 gives B a CPU of its own (CPU 1) and puts A, the load generator and
+# the sampler on CPU 0: A's surroundings are the same with and without an upstream, as with B
+# on another host, so the ratio is what forwarding itself costs A.
 #
 # Environment: ROUNDS=2 DURATION=15 WARMUP=2 PROTOCOL=grpc BATCH=512 CONNECTIONS=4
 #              MODES="alone forward agent" BASE_PORT=44170 NO_BUILD=1 (skip cargo build)
 #              FORWARD_COMPRESSION=gzip (or none: A → B on loopback gains nothing from gzip)
-#              PIN=0|1 SAMPLE=0.5 COLLECTOR=path (another collector binary, e.g. a baseline)
+#              PIN=0|1|2 SAMPLE=0.5 COLLECTOR=path (another collector binary, e.g. a baseline)
 # Needs: cargo, curl, jq. Only loopback addresses are used.
 set -euo pipefail
 
@@ -61,13 +63,18 @@ trap cleanup EXIT
 a_grpc=127.0.0.1:$BASE_PORT a_http=127.0.0.1:$((BASE_PORT + 1)) a_admin=127.0.0.1:$((BASE_PORT + 3))
 b_grpc=127.0.0.1:$((BASE_PORT + 10)) b_admin=127.0.0.1:$((BASE_PORT + 13))
 
-# pinned CPU (PIN=1) or nothing
-on() { if [[ $PIN == 1 ]]; then echo "taskset -c $1"; fi; }
+# the CPU of a role (a, b, load: the load generator and sampler) for PIN, or nothing
+on() {
+    case "$PIN:$1" in
+        1:a | 2:a | 2:load) echo "taskset -c 0" ;;
+        1:b | 1:load | 2:b) echo "taskset -c 1" ;;
+    esac
+}
 
 start() { # name cpu admin args...
-    local name=$1 cpu=$2 admin=$3
+    local name=$1 role=$2 admin=$3
     shift 3
-    $(on "$cpu") "$collector" "$@" >"$work/$name.log" 2>&1 &
+    $(on "$role") "$collector" "$@" >"$work/$name.log" 2>&1 &
     pids+=($!)
     for _ in $(seq 100); do
         curl -fsS "http://$admin/ready" >/dev/null 2>&1 && return 0
@@ -107,7 +114,7 @@ for round in $(seq "$ROUNDS"); do
         pids=()
         b_pid=
         if [[ $mode != alone ]]; then
-            start b 1 "$b_admin" --data-dir "$work/b" --otlp-grpc-listen "$b_grpc" \
+            start b b "$b_admin" --data-dir "$work/b" --otlp-grpc-listen "$b_grpc" \
                 --otlp-http-listen 127.0.0.1:$((BASE_PORT + 11)) \
                 --query-listen 127.0.0.1:$((BASE_PORT + 12)) --admin-listen "$b_admin"
             b_pid=${pids[-1]}
@@ -118,7 +125,7 @@ for round in $(seq "$ROUNDS"); do
             forward) a_args+=(--forward "http://$b_grpc" --forward-compression "$FORWARD_COMPRESSION") ;;
             agent) a_args+=(--storage none --forward "http://$b_grpc" --forward-compression "$FORWARD_COMPRESSION") ;;
         esac
-        start a 0 "$a_admin" "${a_args[@]}"
+        start a a "$a_admin" "${a_args[@]}"
         a_pid=${pids[-1]}
         addr=$a_grpc
         [[ $PROTOCOL == http ]] && addr=$a_http
@@ -126,9 +133,9 @@ for round in $(seq "$ROUNDS"); do
         [[ -n $b_pid ]] && b_before=$(cpu_ticks "$b_pid")
         echo "== $mode round $round (load average $(cut -d' ' -f1-3 /proc/loadavg))" >&2
         queue_series="tracelight_collector_forward_queue_spans{upstream=\"$label\"}"
-        $(on 1) bash -c "$(declare -f sampler); SAMPLE=$SAMPLE sampler $a_admin '$queue_series'" >"$work/samples" &
+        $(on load) bash -c "$(declare -f sampler); SAMPLE=$SAMPLE sampler $a_admin '$queue_series'" >"$work/samples" &
         sampler_pid=$!
-        $(on 1) "$loadgen" --protocol "$PROTOCOL" --addr "$addr" --batch "$BATCH" \
+        $(on load) "$loadgen" --protocol "$PROTOCOL" --addr "$addr" --batch "$BATCH" \
             --connections "$CONNECTIONS" --duration "$DURATION" --warmup "$WARMUP" \
             --pid "$a_pid" --json >"$work/run.json"
         kill "$sampler_pid" 2>/dev/null || true
