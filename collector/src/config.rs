@@ -593,6 +593,8 @@ impl ValidatedConfig {
         let mut e = EmbeddedConfig::new(&s.data_dir);
         e.retention = Duration::from_secs(s.retention_hours * 3600);
         e.max_disk_bytes = s.max_disk_bytes;
+        // Batches wait for the commit thread there (the pipeline hands them straight over).
+        e.queue_depth = self.config.pipeline.capacity;
         e
     }
 

@@ -85,11 +85,25 @@ struct Envelope {
 struct SpanRelease {
     budget: Arc<SpanBudget>,
     spans: usize,
+    /// Counted in [`SpanBudget::handed_over`].
+    handed_over: bool,
+}
+
+impl SpanRelease {
+    /// Counts the batch as handed to the commit threads until it is released.
+    fn hand_over(&mut self) {
+        if !std::mem::replace(&mut self.handed_over, true) {
+            self.budget.handed_over.fetch_add(1, Ordering::AcqRel);
+        }
+    }
 }
 
 impl Drop for SpanRelease {
     fn drop(&mut self) {
         self.budget.release(self.spans);
+        if self.handed_over {
+            self.budget.handed_over.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 
@@ -108,6 +122,9 @@ pub struct PipelineSender {
 struct SpanBudget {
     queued: AtomicUsize,
     max: usize,
+    /// Batches handed straight to the commit threads and not yet written (the workers'
+    /// queue holds the others).
+    handed_over: AtomicUsize,
 }
 
 impl SpanBudget {
@@ -179,6 +196,7 @@ impl PipelineSender {
         let budget = SpanRelease {
             budget: Arc::clone(&self.spans),
             spans,
+            handed_over: false,
         };
         if self.tx.capacity() == 0 {
             return Err(if self.tx.is_closed() {
@@ -311,6 +329,7 @@ impl PipelineSender {
     pub fn probe(&self) -> PipelineProbe {
         PipelineProbe {
             tx: self.tx.downgrade(),
+            budget: Arc::clone(&self.spans),
         }
     }
 }
@@ -337,9 +356,10 @@ impl Joint {
     /// A joint of one part, the submission; add the writes with [`Part::another`].
     fn start(
         ack: oneshot::Sender<Result<(), SubmitError>>,
-        budget: SpanRelease,
+        mut budget: SpanRelease,
         metrics: Arc<Metrics>,
     ) -> Part {
+        budget.hand_over();
         Part(Some(Arc::new(Self {
             remaining: AtomicUsize::new(1),
             error: parking_lot::Mutex::new(None),
@@ -421,14 +441,18 @@ impl Queued {
 #[derive(Debug, Clone)]
 pub struct PipelineProbe {
     tx: mpsc::WeakSender<Envelope>,
+    budget: Arc<SpanBudget>,
 }
 
 impl PipelineProbe {
-    /// Batches waiting in the queue (0 once the pipeline is closed).
+    /// Batches waiting for a worker, plus batches handed straight to the commit threads and
+    /// not yet written (0 once the pipeline is closed and drained).
     pub fn queued(&self) -> usize {
-        self.tx
+        let waiting = self
+            .tx
             .upgrade()
-            .map_or(0, |tx| tx.max_capacity() - tx.capacity())
+            .map_or(0, |tx| tx.max_capacity() - tx.capacity());
+        waiting + self.budget.handed_over.load(Ordering::Acquire)
     }
 }
 
@@ -456,6 +480,7 @@ pub fn pipeline(
     let spans = Arc::new(SpanBudget {
         queued: AtomicUsize::new(0),
         max: max_spans.max(1),
+        handed_over: AtomicUsize::new(0),
     });
     let hooks = Arc::new(Hooks::default());
     (
@@ -586,11 +611,13 @@ mod tests {
         let budget = Arc::new(SpanBudget {
             queued: AtomicUsize::new(0),
             max: 100,
+            handed_over: AtomicUsize::new(0),
         });
         assert!(budget.admit(10));
         let release = SpanRelease {
             budget: Arc::clone(&budget),
             spans: 10,
+            handed_over: false,
         };
         let (ack, done) = oneshot::channel();
         let submission = Joint::start(ack, release, Arc::new(Metrics::default()));
@@ -606,9 +633,11 @@ mod tests {
         store.complete(Ok(()));
         assert!(done.try_recv().is_err(), "one write still pending");
         assert_eq!(budget.queued.load(Ordering::Acquire), 10);
+        assert_eq!(budget.handed_over.load(Ordering::Acquire), 1);
         queue.complete(Ok(()));
         assert!(done.try_recv().unwrap().is_ok());
         assert_eq!(budget.queued.load(Ordering::Acquire), 0);
+        assert_eq!(budget.handed_over.load(Ordering::Acquire), 0);
     }
 
     #[test]

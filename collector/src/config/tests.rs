@@ -22,6 +22,15 @@ fn defaults_validate() {
 }
 
 #[test]
+fn the_pipeline_capacity_bounds_the_embedded_stores_intake() {
+    let mut c = Config::default();
+    c.pipeline.capacity = 7;
+    let v = c.validate().unwrap();
+    // Prepared batches go straight to the store's commit thread and wait there.
+    assert_eq!(v.embedded().queue_depth, 7);
+}
+
+#[test]
 fn precedence_cli_over_env_over_file() {
     let file = parse_file(
         Path::new("t.toml"),

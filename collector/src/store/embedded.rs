@@ -76,9 +76,6 @@ use crate::model::{BatchView, DependencyLink, SpanBatch, SpanKind, Trace, TraceI
 use state::State;
 use writer::{Command, Writer};
 
-/// Batches that may wait for the commit thread before `write_batch` blocks.
-const QUEUE_DEPTH: usize = 64;
-
 /// Configuration of an [`EmbeddedStore`]. Build with [`EmbeddedConfig::new`], then adjust fields.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -101,6 +98,9 @@ pub struct EmbeddedConfig {
     pub compression_level: i32,
     /// How often retention runs when no block is being written (default 60 s).
     pub retention_check_interval: Duration,
+    /// Batches that may wait for the commit thread (default 64); beyond it writes block
+    /// ([`SpanStore::write_batch`]) or are refused ([`SpanStore::submit_prepared`]).
+    pub queue_depth: usize,
 }
 
 impl EmbeddedConfig {
@@ -108,6 +108,8 @@ impl EmbeddedConfig {
     pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
     /// Default disk cap: 10 GiB.
     pub const DEFAULT_MAX_DISK_BYTES: u64 = 10 << 30;
+    /// Default number of batches that may wait for the commit thread.
+    pub const DEFAULT_QUEUE_DEPTH: usize = 64;
     /// Default number of spans per block.
     pub const DEFAULT_BLOCK_SPANS: usize = 4096;
     /// Default segment file size.
@@ -129,6 +131,7 @@ impl EmbeddedConfig {
             cache_bytes: Self::DEFAULT_CACHE_BYTES,
             compression_level: Self::DEFAULT_COMPRESSION_LEVEL,
             retention_check_interval: Duration::from_secs(60),
+            queue_depth: Self::DEFAULT_QUEUE_DEPTH,
         }
     }
 }
@@ -168,8 +171,9 @@ impl EmbeddedStore {
             state: RwLock::new(State::default()),
             reader: state::Reader::new(config.cache_bytes),
         });
+        let queue_depth = config.queue_depth.max(1);
         let writer = Writer::open(config, Arc::clone(&shared))?;
-        let (tx, rx) = sync_channel(QUEUE_DEPTH);
+        let (tx, rx) = sync_channel(queue_depth);
         let handle = std::thread::Builder::new()
             .name("span-store-writer".to_owned())
             .spawn(move || writer.run(rx))?;
