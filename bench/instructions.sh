@@ -8,7 +8,8 @@
 # Each variant runs twice, with N1 and N2 requests (after the same warm-up); the difference over
 # N2 - N1 cancels the setup. Needs valgrind.
 #
-# Usage: bench/instructions.sh [bench binary]   (default: builds and finds it); N1, N2 overridable
+# Usage: bench/instructions.sh [bench binary]   (default: builds and finds it); N1, N2, VARIANTS
+# overridable. Each `*_log` variant is compared with `bare_log`, the others with `bare`.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 N1=${N1:-500}
@@ -26,13 +27,19 @@ count() { # variant n -> Ir of the main (bench) thread
         --callgrind-out-file="$TMP/cg.$1.$2" "$BIN" >/dev/null 2>&1
     awk '/^summary:|^totals:/ { print $2; exit }' "$TMP/cg.$1.$2-01"
 }
-echo "| variant | instructions/request | Δ vs bare |"
+VARIANTS=${VARIANTS:-bare metrics_only unsampled sampled bare_log metrics_only_log unsampled_log sampled_log}
+echo "| variant | instructions/request | Δ vs baseline |"
 echo "|---|---:|---:|"
-bare=""
-for v in bare metrics_only unsampled sampled; do
+declare -A seen
+for v in $VARIANTS; do
     a=$(count "$v" "$N1")
     b=$(count "$v" "$N2")
     per=$(( (b - a) / (N2 - N1) ))
-    [ -z "$bare" ] && bare=$per
-    printf '| %s | %d | %+d |\n' "$v" "$per" "$(( per - bare ))"
+    seen[$v]=$per
+    case "$v" in *_log) base=bare_log ;; *) base=bare ;; esac
+    if [ -n "${seen[$base]:-}" ]; then
+        printf '| %s | %d | %+d (%s) |\n' "$v" "$per" "$(( per - seen[$base] ))" "$base"
+    else
+        printf '| %s | %d | |\n' "$v" "$per"
+    fi
 done
