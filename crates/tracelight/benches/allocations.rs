@@ -47,16 +47,7 @@ fn main() {
         receiver,
         ..
     } = &setup;
-    let mut variants = app::variants(sampled, unsampled).to_vec();
-    // What axum itself charges for any `Router::layer` (boxing the layered route), for scale.
-    variants.insert(
-        1,
-        (
-            "identity_layer",
-            sampled,
-            app::served(app::routes(false).layer(tower::layer::util::Identity::new())),
-        ),
-    );
+    let variants = app::variants(sampled, unsampled);
 
     let mut rows: Vec<(&str, AllocationInfo)> = Vec::new();
     for (name, telemetry, router) in &variants {

@@ -74,13 +74,15 @@ fn start_receiver() -> (OtlpReceiver, tokio::runtime::Runtime) {
     (receiver, rt)
 }
 
-/// Names of the variants, in bench order: the four primary ones (handler without a log event),
-/// then the same four with the one-`info!` handler.
-pub(crate) const VARIANTS: usize = 8;
+/// Number of variants: `identity_layer` and the four primary ones (handler without a log
+/// event), then the same four with the one-`info!` handler.
+pub(crate) const VARIANTS: usize = 9;
 
 /// The variants, in bench order, with the telemetry whose dispatcher each runs under: `bare`,
-/// `metrics_only`, `unsampled`, `sampled`, then `bare_log`, `metrics_only_log`, `unsampled_log`,
-/// `sampled_log`. Each `*_log` variant is compared with `bare_log`. The sampled ones run last in
+/// `identity_layer` (a layer that does nothing: what axum's `Router::layer` itself costs per
+/// request, boxing the layered route's service and future), `metrics_only`, `unsampled`,
+/// `sampled`, then `bare_log`, `metrics_only_log`, `unsampled_log`, `sampled_log`. Each `*_log`
+/// variant is compared with `bare_log`. The sampled ones run last in
 /// their group: their batch processor and the receiver keep working for a while after them
 /// (export, decoding), which would disturb whatever ran next.
 pub(crate) fn variants<'a>(
@@ -91,6 +93,11 @@ pub(crate) fn variants<'a>(
     let metrics_only = || sampled.layer_builder().spans(false).build();
     [
         ("bare", sampled, served(routes(false))),
+        (
+            "identity_layer",
+            sampled,
+            served(routes(false).layer(tower::layer::util::Identity::new())),
+        ),
         ("metrics_only", sampled, layered(false, metrics_only())),
         ("unsampled", unsampled, layered(false, unsampled.layer())),
         ("sampled", sampled, layered(false, sampled.layer())),
