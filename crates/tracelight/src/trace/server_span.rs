@@ -117,6 +117,10 @@ impl ServerSpan {
     fn end_at(&mut self, timestamp: Option<SystemTime>) {
         // The end time is set in place and the data moved out only into the processor call:
         // `SpanData` is several hundred bytes, and each move of it is a `memcpy`.
+        if self.sink.is_shut_down() {
+            self.data = None;
+            return;
+        }
         let Some(data) = &mut self.data else {
             return;
         };
@@ -124,10 +128,6 @@ impl ServerSpan {
             Some(t) => t,
             None => opentelemetry::time::now(),
         };
-        if self.sink.is_shut_down() {
-            self.data = None;
-            return;
-        }
         match &*self.sink.processors {
             [] => self.data = None,
             [one] => {
