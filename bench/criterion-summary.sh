@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prints the criterion results of `cargo bench -p tracelight --bench middleware` as a table with
-# the delta of each variant to `bare`: the estimate criterion prints (the slope of time over
+# the delta of each variant to `bare` (to `bare_log` for the `*_log` variants): the estimate criterion prints (the slope of time over
 # iterations, with its 95 % confidence interval) and the median of the per-sample means. Needs jq.
 #
 # Usage: bench/criterion-summary.sh [criterion dir]   (default: target/criterion/middleware)
@@ -19,12 +19,14 @@ median() { # variant -> ns
     jq -r '.median.point_estimate' "$DIR/$1/new/estimates.json"
 }
 
-read -r bare_point _ _ <<<"$(main bare)"
-bare_median=$(median bare)
-echo "| variant | µs/request (95 % CI) | Δ vs bare µs | median µs | Δ median vs bare µs |"
+echo "| variant | µs/request (95 % CI) | Δ vs baseline µs | median µs | Δ median vs baseline µs |"
 echo "|---|---:|---:|---:|---:|"
-for v in bare sampled unsampled metrics_only; do
+for v in bare identity_layer sampled unsampled metrics_only bare_log sampled_log unsampled_log metrics_only_log; do
     [ -f "$DIR/$v/new/estimates.json" ] || continue
+    case "$v" in *_log) base=bare_log ;; *) base=bare ;; esac
+    [ -f "$DIR/$base/new/estimates.json" ] || continue
+    read -r bare_point _ _ <<<"$(main "$base")"
+    bare_median=$(median "$base")
     read -r point lo hi <<<"$(main "$v")"
     awk -v v="$v" -v p="$point" -v lo="$lo" -v hi="$hi" -v bp="$bare_point" \
         -v md="$(median "$v")" -v bmd="$bare_median" \

@@ -4,9 +4,10 @@
 //! `allocation-counter` counts what the bench thread allocates while `N` requests run (after a
 //! warm-up, so one-time registrations are excluded). Everything a request does in process runs
 //! on that thread (current-thread runtime); the batch exporter's and the receiver's threads are
-//! not counted. The request itself (`Request` builder, header map) and the handler's log line
-//! are in every variant, so the layer's cost is the difference to `bare`. `identity_layer` (a
-//! layer that does nothing) shows what axum's `Router::layer` itself costs per request.
+//! not counted. The request itself (`Request` builder, header map) is in every variant, so the
+//! layer's cost is the difference to `bare` (to `bare_log` for the `*_log` variants, whose
+//! handler logs one line). `identity_layer` (a layer that does nothing) shows what axum's
+//! `Router::layer` itself costs per request.
 //!
 //! Run: `cargo bench -p tracelight --bench allocations` (prints a Markdown table).
 
@@ -46,16 +47,7 @@ fn main() {
         receiver,
         ..
     } = &setup;
-    let mut variants = app::variants(sampled, unsampled).to_vec();
-    // What axum itself charges for any `Router::layer` (boxing the layered route), for scale.
-    variants.insert(
-        1,
-        (
-            "identity_layer",
-            sampled,
-            app::router().layer(tower::layer::util::Identity::new()),
-        ),
-    );
+    let variants = app::variants(sampled, unsampled);
 
     let mut rows: Vec<(&str, AllocationInfo)> = Vec::new();
     for (name, telemetry, router) in &variants {
@@ -67,10 +59,15 @@ fn main() {
         rows.push((name, info));
     }
     let per = |v: u64| v as f64 / N as f64;
-    let bare = rows.first().map(|(_, i)| *i).unwrap_or_default();
-    println!("| variant | allocations/request | Δ vs bare | bytes/request | Δ vs bare |");
+    println!("| variant | allocations/request | Δ vs baseline | bytes/request | Δ vs baseline |");
     println!("|---|---:|---:|---:|---:|");
     for (name, info) in &rows {
+        let base = app::baseline(name);
+        let bare = rows
+            .iter()
+            .find(|(n, _)| *n == base)
+            .map(|(_, i)| *i)
+            .unwrap_or_default();
         println!(
             "| {name} | {:.2} | {:+.2} | {:.0} | {:+.0} |",
             per(info.count_total),

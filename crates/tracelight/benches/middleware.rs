@@ -1,8 +1,13 @@
 //! Per-request cost of the tracelight server layer (criterion).
 //!
 //! One `GET /hello/42` goes through an axum `Router` with `tower::ServiceExt::oneshot` (no
-//! sockets). The handler emits one `tracing::info!`, so every variant pays for one JSON log line
-//! (written to `std::io::sink`); the differences between variants are the layer's own cost.
+//! sockets). The router is converted once with `with_state(())`, as `axum::serve` does, so that
+//! axum does not re-apply `Router::layer` to the route on every request (a cost of calling an
+//! unconverted `Router` directly, not of the layer). The handler of the primary variants emits
+//! no event, so their difference to `bare` is the layer's own cost; the `*_log` variants run the
+//! same routers with a handler that emits one `tracing::info!` (a JSON line written to
+//! `std::io::sink`, and a span event when sampled), compared with `bare_log`, so the cost of log
+//! correlation and span events stays visible.
 //!
 //! | id | router |
 //! |---|---|
@@ -10,6 +15,7 @@
 //! | `sampled` | `telemetry.layer()`, `AlwaysOn`, spans exported by the real batch processor over OTLP/HTTP-protobuf to a loopback `OtlpReceiver` |
 //! | `unsampled` | `telemetry.layer()`, `AlwaysOff` (same exporter, nothing exported) |
 //! | `metrics_only` | `telemetry.layer_builder().spans(false)` |
+//! | `*_log` | the same, with the one-`info!` handler |
 //!
 //! Times are **CPU time of the bench thread** (`CLOCK_THREAD_CPUTIME_ID`), not wall time: the
 //! machine is shared, and on-CPU time is not inflated when other processes preempt the bench.
@@ -24,15 +30,16 @@
 //! `bench/compare.sh` counts all of it.
 //!
 //! Run: `cargo bench -p tracelight --bench middleware -- --warm-up-time 1 --measurement-time 3`,
-//! then `bench/criterion-summary.sh` prints the times and the deltas to `bare`. Allocations per
-//! request of the same variants: `cargo bench -p tracelight --bench allocations` (a separate
-//! binary, so that its counting allocator does not slow down the timed one).
+//! then `bench/criterion-summary.sh` prints the times and the deltas to `bare` (to `bare_log`
+//! for the `*_log` variants). Allocations per request of the same variants: `cargo bench -p
+//! tracelight --bench allocations` (a separate binary, so that its counting allocator does not
+//! slow down the timed one).
 //!
 //! On a busy machine, `TRACELIGHT_BENCH_INTERLEAVED=30 cargo bench -p tracelight --bench
 //! middleware` runs the variants interleaved instead (30 rounds of 5,000 requests each, every
-//! variant once per round) and prints the median of the per-round deltas to `bare`: paired
-//! deltas cancel most of the drift a shared machine adds between criterion's back-to-back
-//! groups.
+//! variant once per round) and prints the median of the per-round deltas to `bare` (or
+//! `bare_log`): paired deltas cancel most of the drift a shared machine adds between
+//! criterion's back-to-back groups.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -41,27 +48,42 @@ use axum::Router;
 use cpu_time::ThreadTime;
 use criterion::Criterion;
 use tower::ServiceExt as _;
+use tracelight::Telemetry;
 
 #[path = "support/app.rs"]
 mod app;
 
 use app::request;
 
+/// Requests between two flushes of the batch span processor: below its queue of 2,048 spans, so
+/// that no span is dropped. A served app does not drop spans in steady state; a bench thread
+/// that outruns the exporter would, and would then pay for dropping them (freeing each span) on
+/// top of the layer's cost. Flushing blocks the bench thread while the processor's thread
+/// exports, which costs it almost no CPU time.
+const FLUSH_EVERY: u64 = 1_000;
+
 /// CPU time of `iters` requests through `app`, on a current-thread runtime driven from this
-/// thread.
-fn run(rt: &tokio::runtime::Runtime, app: &Router, iters: u64) -> Duration {
-    rt.block_on(async {
-        let start = ThreadTime::now();
-        for _ in 0..iters {
-            let response = app
-                .clone()
-                .oneshot(request())
-                .await
-                .expect("infallible router");
-            black_box(response);
-        }
-        start.elapsed()
-    })
+/// thread, flushing `telemetry`'s spans every [`FLUSH_EVERY`] requests.
+fn run(rt: &tokio::runtime::Runtime, app: &Router, telemetry: &Telemetry, iters: u64) -> Duration {
+    let start = ThreadTime::now();
+    let mut left = iters;
+    while left > 0 {
+        let n = left.min(FLUSH_EVERY);
+        rt.block_on(async {
+            for _ in 0..n {
+                let response = app
+                    .clone()
+                    .oneshot(request())
+                    .await
+                    .expect("infallible router");
+                black_box(response);
+            }
+        });
+        // A failed flush only means that spans may be dropped, which the next flush absorbs.
+        let _ = telemetry.provider().force_flush();
+        left -= n;
+    }
+    start.elapsed()
 }
 
 fn middleware(c: &mut Criterion) {
@@ -81,7 +103,7 @@ fn middleware(c: &mut Criterion) {
         let _default = tracing::dispatcher::set_default(telemetry.dispatch());
         group.bench_function(*name, |b| {
             b.iter_custom(|iters| {
-                let elapsed = run(rt, app, iters);
+                let elapsed = run(rt, app, telemetry, iters);
                 receiver.clear();
                 elapsed
             });
@@ -93,7 +115,7 @@ fn middleware(c: &mut Criterion) {
 /// Paired measurement for a busy machine: `ROUNDS` rounds, each running every variant for
 /// `PER_ROUND` requests back to back, so that the variants of one round see the same machine
 /// state. Prints the median over rounds of each variant's CPU time per request and of its
-/// per-round delta to `bare`.
+/// per-round delta to its baseline (`bare`, or `bare_log` for the `*_log` variants).
 fn interleaved(rounds: usize, per_round: u64) {
     let setup = app::setup();
     let app::Setup {
@@ -108,7 +130,7 @@ fn interleaved(rounds: usize, per_round: u64) {
     for round in 0..=rounds {
         for ((_, telemetry, app), out) in variants.iter().zip(&mut times) {
             let _default = tracing::dispatcher::set_default(telemetry.dispatch());
-            let elapsed = run(rt, app, per_round);
+            let elapsed = run(rt, app, telemetry, per_round);
             receiver.clear();
             // Round 0 warms up.
             if round > 0 {
@@ -121,13 +143,21 @@ fn interleaved(rounds: usize, per_round: u64) {
         v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
     };
     println!(
-        "| variant | µs/request, median of {rounds} rounds | Δ vs bare, median of per-round deltas |"
+        "| variant | µs/request, median of {rounds} rounds | Δ vs its baseline, median of per-round deltas |"
     );
     println!("|---|---:|---:|");
     for ((name, _, _), t) in variants.iter().zip(&times) {
-        let deltas = t.iter().zip(&times[0]).map(|(v, b)| v - b).collect();
+        let base = app::baseline(name);
+        let Some(b) = variants
+            .iter()
+            .position(|(n, _, _)| *n == base)
+            .and_then(|i| times.get(i))
+        else {
+            continue;
+        };
+        let deltas = t.iter().zip(b).map(|(v, b)| v - b).collect();
         println!(
-            "| {name} | {:.2} | {:+.2} |",
+            "| {name} | {:.2} | {:+.2} ({base}) |",
             median(t.clone()),
             median(deltas)
         );
@@ -148,8 +178,8 @@ fn requests_only(variant: &str, n: u64) {
     let variants = app::variants(sampled, unsampled);
     if let Some((_, telemetry, app)) = variants.iter().find(|(name, _, _)| *name == variant) {
         let _default = tracing::dispatcher::set_default(telemetry.dispatch());
-        run(rt, app, 500);
-        run(rt, app, n);
+        run(rt, app, telemetry, 500);
+        run(rt, app, telemetry, n);
     }
 }
 

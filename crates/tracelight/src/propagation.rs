@@ -60,15 +60,18 @@ pub use self::tracestate::{
 /// `b3` or `x-b3-*` (`tracestate` is only read with a `traceparent`). Header names are
 /// lowercase in a [`HeaderMap`].
 fn may_carry_context(headers: &HeaderMap) -> bool {
-    headers.keys().any(|name| {
-        let name = name.as_str();
-        match name.len() {
-            2 => name == "b3",
-            7 => name == "baggage",
-            11 => name == "traceparent",
-            _ => name.starts_with("x-b3-"),
-        }
-    })
+    headers.keys().any(is_carrier)
+}
+
+/// Whether some format extracts from a header named `name` (see [`may_carry_context`]).
+pub(crate) fn is_carrier(name: &HeaderName) -> bool {
+    let name = name.as_str();
+    match name.len() {
+        2 => name == "b3",
+        7 => name == "baggage",
+        11 => name == "traceparent",
+        _ => name.starts_with("x-b3-"),
+    }
 }
 
 /// `traceparent` (W3C Trace Context).
@@ -269,11 +272,12 @@ impl Propagators {
         self.extract_present(cx, headers)
     }
 
-    /// [`Propagators::extract`], or `None` when `headers` hold no header any format reads (the
-    /// common case of a request from outside any trace): one pass over the header names instead
-    /// of a hashed lookup per format.
-    pub(crate) fn extract_if_present(&self, headers: &HeaderMap) -> Option<Context> {
-        may_carry_context(headers).then(|| self.extract_present(&Context::new(), headers))
+    /// [`Propagators::extract`] for headers known to hold a header some format reads
+    /// ([`is_carrier`]): the middleware finds that out in its own pass over the headers, so
+    /// that a request from outside any trace (the common case) costs no hashed lookup per
+    /// format.
+    pub(crate) fn extract_carried(&self, headers: &HeaderMap) -> Context {
+        self.extract_present(&Context::new(), headers)
     }
 
     fn extract_present(&self, cx: &Context, headers: &HeaderMap) -> Context {
@@ -398,14 +402,23 @@ pub(crate) fn parse_hex_u64(s: &[u8]) -> Option<u64> {
         .try_fold(0u64, |acc, &b| Some((acc << 4) | u64::from(hex_digit(b)?)))
 }
 
+/// The two lowercase hex digits of every byte value: one table lookup per byte instead of two
+/// shifts, masks and lookups (ids are formatted on every response and log line).
+static HEX_PAIRS: [[u8; 2]; 256] = {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut table = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = [HEX[i >> 4], HEX[i & 0x0f]];
+        i += 1;
+    }
+    table
+};
+
 /// Writes `bytes` as lowercase hex into the first `2 * bytes.len()` bytes of `dst`.
 #[inline]
 pub(crate) fn write_hex(dst: &mut [u8], bytes: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     for (pair, &b) in dst.chunks_exact_mut(2).zip(bytes) {
-        if let [hi, lo] = pair {
-            *hi = HEX[usize::from(b >> 4)];
-            *lo = HEX[usize::from(b & 0x0f)];
-        }
+        pair.copy_from_slice(&HEX_PAIRS[usize::from(b)]);
     }
 }

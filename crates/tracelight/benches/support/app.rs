@@ -8,16 +8,36 @@ use axum::body::Body;
 use axum::extract::Path;
 use axum::routing::get;
 use http::Request;
-use tracelight::{LogFormat, Protocol, Sampler, Telemetry, TracesExporter};
+use tracelight::{LogFormat, Protocol, Sampler, Telemetry, TracelightLayer, TracesExporter};
 use tracelight_testkit::OtlpReceiver;
 
+/// The primary variants' handler: no log event, so the difference to `bare` is the layer's own
+/// cost.
 pub(crate) async fn hello(Path(id): Path<u32>) -> &'static str {
+    std::hint::black_box(id);
+    "hello"
+}
+
+/// The `*_log` variants' handler: one `info!`, which the layer turns into a span event of the
+/// sampled server span and whose JSON line carries the span's ids.
+pub(crate) async fn hello_log(Path(id): Path<u32>) -> &'static str {
     tracing::info!(id, "hello");
     "hello"
 }
 
-pub(crate) fn router() -> Router {
-    Router::new().route("/hello/{id}", get(hello))
+/// The routes, without a layer; `log` selects the handler.
+pub(crate) fn routes(log: bool) -> Router {
+    if log {
+        Router::new().route("/hello/{id}", get(hello_log))
+    } else {
+        Router::new().route("/hello/{id}", get(hello))
+    }
+}
+
+/// `router` converted once as `axum::serve` does (`with_state(())`, what `into_make_service`
+/// calls): routes become services once, and `Router::layer` is not re-applied per request.
+pub(crate) fn served(router: Router) -> Router {
+    router.with_state(())
 }
 
 pub(crate) fn request() -> Request<Body> {
@@ -54,23 +74,47 @@ fn start_receiver() -> (OtlpReceiver, tokio::runtime::Runtime) {
     (receiver, rt)
 }
 
-/// The four variants, in bench order, with the telemetry whose dispatcher each runs under.
-/// `sampled` runs last: its batch processor and the receiver keep working for a while after it
+/// Number of variants: `identity_layer` and the four primary ones (handler without a log
+/// event), then the same four with the one-`info!` handler.
+pub(crate) const VARIANTS: usize = 9;
+
+/// The variants, in bench order, with the telemetry whose dispatcher each runs under: `bare`,
+/// `identity_layer` (a layer that does nothing: what axum's `Router::layer` itself costs per
+/// request, boxing the layered route's service and future), `metrics_only`, `unsampled`,
+/// `sampled`, then `bare_log`, `metrics_only_log`, `unsampled_log`, `sampled_log`. Each `*_log`
+/// variant is compared with `bare_log`. The sampled ones run last in
+/// their group: their batch processor and the receiver keep working for a while after them
 /// (export, decoding), which would disturb whatever ran next.
 pub(crate) fn variants<'a>(
     sampled: &'a Telemetry,
     unsampled: &'a Telemetry,
-) -> [(&'static str, &'a Telemetry, Router); 4] {
+) -> [(&'static str, &'a Telemetry, Router); VARIANTS] {
+    let layered = |log: bool, layer: TracelightLayer| served(routes(log).layer(layer));
+    let metrics_only = || sampled.layer_builder().spans(false).build();
     [
-        ("bare", sampled, router()),
+        ("bare", sampled, served(routes(false))),
         (
-            "metrics_only",
+            "identity_layer",
             sampled,
-            router().layer(sampled.layer_builder().spans(false).build()),
+            served(routes(false).layer(tower::layer::util::Identity::new())),
         ),
-        ("unsampled", unsampled, router().layer(unsampled.layer())),
-        ("sampled", sampled, router().layer(sampled.layer())),
+        ("metrics_only", sampled, layered(false, metrics_only())),
+        ("unsampled", unsampled, layered(false, unsampled.layer())),
+        ("sampled", sampled, layered(false, sampled.layer())),
+        ("bare_log", sampled, served(routes(true))),
+        ("metrics_only_log", sampled, layered(true, metrics_only())),
+        ("unsampled_log", unsampled, layered(true, unsampled.layer())),
+        ("sampled_log", sampled, layered(true, sampled.layer())),
     ]
+}
+
+/// The variant a variant's delta is taken against: `bare_log` for the `*_log` ones, else `bare`.
+pub(crate) fn baseline(name: &str) -> &'static str {
+    if name.ends_with("_log") {
+        "bare_log"
+    } else {
+        "bare"
+    }
 }
 
 /// What every bench starts with: the telemetry of the `sampled` and `unsampled` variants,

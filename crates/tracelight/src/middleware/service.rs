@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
 
-use http::{Request, Response};
+use http::header::{HOST, USER_AGENT};
+use http::{HeaderMap, HeaderValue, Request, Response};
 use opentelemetry::baggage::BaggageExt as _;
 use opentelemetry::trace::{
     Link, Span as _, SpanBuilder, SpanContext, SpanId, SpanKind, Status, TraceContextExt as _,
@@ -32,6 +33,7 @@ use super::route::{InternedRoute, Route, interned, name_method, route_of_ref, ro
 use super::values;
 use crate::metrics::http::{METHODS, SCHEMES, method_index};
 use crate::metrics::names::OTHER_METHOD;
+use crate::propagation::is_carrier;
 use crate::trace::{ServerSpan, ids};
 
 /// Tracing and metrics middleware for one inner service. Created by
@@ -138,9 +140,13 @@ fn server_span<B>(
         (Some(_), None) => None,
     };
     let headers = req.headers();
+    let scanned = Scanned::of(headers);
     let mut links = None;
     let parent = match shared.inbound {
-        InboundContext::Continue => match shared.propagators.extract_if_present(headers) {
+        InboundContext::Continue => match scanned
+            .carrier
+            .then(|| shared.propagators.extract_carried(headers))
+        {
             // Baggage alone (no valid remote span) still becomes the parent context.
             Some(extracted)
                 if extracted.span().span_context().is_valid()
@@ -192,7 +198,7 @@ fn server_span<B>(
     };
     let early = shared.likely_recorded(parent.span().span_context());
     let start_time = SystemTime::now();
-    let early_attributes = early.then(|| attributes(req, method, scheme, route_value()));
+    let early_attributes = early.then(|| attributes(req, &scanned, method, scheme, route_value()));
     if parent.is_telemetry_suppressed() || shared.sink.is_shut_down() {
         // The SDK makes an invalid, non-recording span then; let it.
         let mut builder = SpanBuilder::from_name(name)
@@ -257,8 +263,8 @@ fn server_span<B>(
         false,
         sampling.trace_state,
     );
-    let mut attributes =
-        early_attributes.unwrap_or_else(|| attributes(req, method, scheme, route_value()));
+    let mut attributes = early_attributes
+        .unwrap_or_else(|| attributes(req, &scanned, method, scheme, route_value()));
     attributes.extend(sampling.attributes);
     let mut span_links = SpanLinks::default();
     span_links.links = links.unwrap_or_default();
@@ -281,10 +287,50 @@ fn server_span<B>(
     (parent.with_span(span), static_name, Some(start_time))
 }
 
-/// The semconv attributes known before the response.
-fn attributes<B>(req: &Request<B>, method: u8, scheme: u8, route: Option<Value>) -> Vec<KeyValue> {
+/// What the middleware reads from the request headers, found in one pass over them rather than
+/// a hashed lookup per header: a request carries a handful of headers, and comparing a standard
+/// header name is one integer comparison.
+#[derive(Default)]
+struct Scanned<'a> {
+    /// The first `Host` header.
+    host: Option<&'a HeaderValue>,
+    /// The first `User-Agent` header.
+    user_agent: Option<&'a HeaderValue>,
+    /// Whether a header some propagation format reads is present
+    /// ([`is_carrier`](crate::propagation::is_carrier)).
+    carrier: bool,
+}
+
+impl<'a> Scanned<'a> {
+    fn of(headers: &'a HeaderMap) -> Self {
+        let mut out = Scanned::default();
+        for (name, value) in headers {
+            if *name == HOST {
+                out.host.get_or_insert(value);
+            } else if *name == USER_AGENT {
+                out.user_agent.get_or_insert(value);
+            } else if !out.carrier {
+                out.carrier = is_carrier(name);
+            }
+        }
+        out
+    }
+}
+
+/// Number of span attributes a request can have: the ten known before the response (nine plus
+/// `http.request.method_original`), then `http.response.status_code` and `error.type`.
+const MAX_REQUEST_ATTRIBUTES: usize = 12;
+
+/// The semconv attributes known before the response, with room for those of the response.
+fn attributes<B>(
+    req: &Request<B>,
+    scanned: &Scanned<'_>,
+    method: u8,
+    scheme: u8,
+    route: Option<Value>,
+) -> Vec<KeyValue> {
     let method_str = METHODS[usize::from(method).min(METHODS.len() - 1)];
-    let mut out = Vec::with_capacity(12);
+    let mut out = Vec::with_capacity(MAX_REQUEST_ATTRIBUTES);
     out.push(KeyValue::new("http.request.method", method_str));
     if method_str == OTHER_METHOD {
         out.push(KeyValue::new(
@@ -304,51 +350,31 @@ fn attributes<B>(req: &Request<B>, method: u8, scheme: u8, route: Option<Value>)
         "network.protocol.version",
         protocol_version(req.version()),
     ));
-    if let Some(ua) = req
-        .headers()
-        .get(http::header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
+    if let Some(ua) = scanned
+        .user_agent
+        .and_then(|v| values::user_agent(v.as_bytes()))
     {
-        out.push(KeyValue::new("user_agent.original", values::user_agent(ua)));
+        out.push(KeyValue::new("user_agent.original", ua));
     }
     if let Some(addr) = client_address(req) {
         out.push(KeyValue::new("client.address", addr.ip().to_string()));
     }
-    let (server_address, server_port) = server_authority(req);
-    if let Some(host) = server_address {
-        out.push(KeyValue::new(
-            "server.address",
-            values::server_address(host),
-        ));
-    }
-    if let Some(port) = server_port {
-        out.push(KeyValue::new("server.port", i64::from(port)));
+    if let Some(authority) = server_authority(req, scanned.host) {
+        out.push(KeyValue::new("server.address", authority.host));
+        if let Some(port) = authority.port {
+            out.push(KeyValue::new("server.port", i64::from(port)));
+        }
     }
     out
 }
 
-/// `server.address` / `server.port` from the `Host` header (HTTP/1.1) or the URI (HTTP/2).
-fn server_authority<B>(req: &Request<B>) -> (Option<&str>, Option<u16>) {
-    let authority = req
-        .uri()
-        .authority()
-        .map(http::uri::Authority::as_str)
-        .or_else(|| {
-            req.headers()
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-        });
-    let Some(authority) = authority else {
-        return (None, None);
+/// `server.address` / `server.port` from the URI (HTTP/2) or the `Host` header (HTTP/1.1).
+fn server_authority<B>(req: &Request<B>, host: Option<&HeaderValue>) -> Option<values::Authority> {
+    let raw = match req.uri().authority() {
+        Some(authority) => authority.as_str().as_bytes(),
+        None => host?.as_bytes(),
     };
-    // IPv6 literals are bracketed: [::1]:8080.
-    let (host, port) = match authority.rfind(':') {
-        Some(i) if !authority[i..].contains(']') => {
-            (&authority[..i], authority[i + 1..].parse().ok())
-        }
-        _ => (authority, None),
-    };
-    (Some(host), port)
+    values::authority(raw)
 }
 
 fn client_address<B>(req: &Request<B>) -> Option<SocketAddr> {
@@ -386,28 +412,66 @@ mod tests {
         b.body(()).unwrap()
     }
 
+    fn authority(req: &Request<()>) -> (Option<String>, Option<u16>) {
+        match server_authority(req, Scanned::of(req.headers()).host) {
+            Some(a) => (Some(a.host.as_str().into_owned()), a.port),
+            None => (None, None),
+        }
+    }
+
     #[test]
     fn authority_from_host_or_uri() {
+        let some = |s: &str| Some(s.to_owned());
         assert_eq!(
-            server_authority(&req("/x", Some("shop.example:8080"))),
-            (Some("shop.example"), Some(8080))
+            authority(&req("/x", Some("shop.example:8080"))),
+            (some("shop.example"), Some(8080))
         );
         assert_eq!(
-            server_authority(&req("/x", Some("shop.example"))),
-            (Some("shop.example"), None)
+            authority(&req("/x", Some("shop.example"))),
+            (some("shop.example"), None)
         );
         assert_eq!(
-            server_authority(&req("/x", Some("[::1]:9000"))),
-            (Some("[::1]"), Some(9000))
+            authority(&req("/x", Some("[::1]:9000"))),
+            (some("[::1]"), Some(9000))
+        );
+        assert_eq!(authority(&req("/x", Some("[::1]"))), (some("[::1]"), None));
+        assert_eq!(
+            authority(&req("http://a.b:81/x", Some("other:1"))),
+            (some("a.b"), Some(81))
         );
         assert_eq!(
-            server_authority(&req("/x", Some("[::1]"))),
-            (Some("[::1]"), None)
+            authority(&req("/x", Some("shop.example:http"))),
+            (some("shop.example"), None)
+        );
+        assert_eq!(authority(&req("/x", None)), (None, None));
+    }
+
+    #[test]
+    fn one_pass_finds_first_host_user_agent_and_carriers() {
+        let mut headers = HeaderMap::new();
+        headers.append(HOST, HeaderValue::from_static("a.example"));
+        headers.append(HOST, HeaderValue::from_static("b.example"));
+        headers.append(USER_AGENT, HeaderValue::from_static("curl/8"));
+        let scanned = Scanned::of(&headers);
+        assert_eq!(
+            scanned.host.map(HeaderValue::as_bytes),
+            Some(&b"a.example"[..])
         );
         assert_eq!(
-            server_authority(&req("http://a.b:81/x", None)),
-            (Some("a.b"), Some(81))
+            scanned.user_agent.map(HeaderValue::as_bytes),
+            Some(&b"curl/8"[..])
         );
-        assert_eq!(server_authority(&req("/x", None)), (None, None));
+        assert!(!scanned.carrier);
+        for carrier in ["traceparent", "baggage", "b3", "x-b3-traceid"] {
+            let mut h = headers.clone();
+            h.insert(
+                http::HeaderName::from_static(carrier),
+                HeaderValue::from_static("x"),
+            );
+            assert!(Scanned::of(&h).carrier, "{carrier}");
+        }
+        let mut h = headers.clone();
+        h.insert("tracestate", HeaderValue::from_static("a=b"));
+        assert!(!Scanned::of(&h).carrier, "tracestate alone is not read");
     }
 }

@@ -350,6 +350,11 @@ fn hex_helpers() {
     let mut buf = [0u8; 4];
     write_hex(&mut buf, &[0xab, 0x01]);
     assert_eq!(&buf, b"ab01");
+    let all: Vec<u8> = (0..=255).collect();
+    let mut hex = vec![0u8; 512];
+    write_hex(&mut hex, &all);
+    let expected: String = all.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(hex, expected.as_bytes());
     assert_eq!(trim_ows(b" \t a b\t "), b"a b");
     assert_eq!(trim_ows(b" \t "), b"");
 }

@@ -115,22 +115,31 @@ impl ServerSpan {
     }
 
     fn end_at(&mut self, timestamp: Option<SystemTime>) {
-        let Some(mut data) = self.data.take() else {
-            return;
-        };
+        // The end time is set in place and the data moved out only into the processor call:
+        // `SpanData` is several hundred bytes, and each move of it is a `memcpy`.
         if self.sink.is_shut_down() {
+            self.data = None;
             return;
         }
+        let Some(data) = &mut self.data else {
+            return;
+        };
         data.end_time = match timestamp {
             Some(t) => t,
             None => opentelemetry::time::now(),
         };
         match &*self.sink.processors {
-            [] => {}
-            [one] => one.on_end(data),
+            [] => self.data = None,
+            [one] => {
+                if let Some(data) = self.data.take() {
+                    one.on_end(data);
+                }
+            }
             many => {
-                for p in many {
-                    p.on_end(data.clone());
+                if let Some(data) = self.data.take() {
+                    for p in many {
+                        p.on_end(data.clone());
+                    }
                 }
             }
         }
