@@ -54,7 +54,8 @@ use crate::store::{SpanStore, StoreError};
 /// Directory of the queues, under the data directory.
 pub const QUEUE_DIR: &str = "forward";
 /// Largest segment file of a queue (also at most 1/8 of the disk cap). Each is written full of
-/// zeros ahead of its use ([`crate::prealloc`]), so this is also the size of that write.
+/// zeros ahead of its use (see `collector/src/prealloc.rs`), so this is also the size of that
+/// write.
 pub const MAX_SEGMENT_BYTES: u64 = 8 << 20;
 /// How long the senders may take to finish their requests in flight at shutdown.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(15);
