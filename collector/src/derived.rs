@@ -1,7 +1,8 @@
 //! Metrics derived from the spans the collector receives: span metrics (RED per service and
 //! operation), the service graph, and the per-minute history behind Jaeger's Monitor tab.
 //!
-//! The pipeline workers hand every batch to [`Derived::observe`] before the store write; the
+//! The pipeline hands every batch to [`Derived::observe_view`] on the receiving thread (to
+//! [`Derived::observe`] on a worker for the memory store) before the store write; the
 //! admin `/metrics` endpoint renders the aggregates ([`Derived::render`]) and the query API's
 //! `/api/metrics/*` reads the history ([`Derived::spm_windows`]). Each aggregate sits behind
 //! its own lock, taken once per batch. Names: [`names`]; contract:
