@@ -40,14 +40,8 @@ fn requests(rt: &tokio::runtime::Runtime, app: &Router, n: u64) {
 
 fn main() {
     let setup = app::setup();
-    let app::Setup {
-        rt,
-        sampled,
-        unsampled,
-        receiver,
-        ..
-    } = &setup;
-    let variants = app::variants(sampled, unsampled);
+    let app::Setup { rt, receiver, .. } = &setup;
+    let variants = setup.variants();
 
     let mut rows: Vec<(&str, AllocationInfo)> = Vec::new();
     for (name, telemetry, router) in &variants {

@@ -88,15 +88,8 @@ fn run(rt: &tokio::runtime::Runtime, app: &Router, telemetry: &Telemetry, iters:
 
 fn middleware(c: &mut Criterion) {
     let setup = app::setup();
-    let app::Setup {
-        rt,
-        sampled,
-        unsampled,
-        receiver,
-        ..
-    } = &setup;
-
-    let variants = app::variants(sampled, unsampled);
+    let app::Setup { rt, receiver, .. } = &setup;
+    let variants = setup.variants();
 
     let mut group = c.benchmark_group("middleware");
     for (name, telemetry, app) in &variants {
@@ -118,14 +111,8 @@ fn middleware(c: &mut Criterion) {
 /// per-round delta to its baseline (`bare`, or `bare_log` for the `*_log` variants).
 fn interleaved(rounds: usize, per_round: u64) {
     let setup = app::setup();
-    let app::Setup {
-        rt,
-        sampled,
-        unsampled,
-        receiver,
-        ..
-    } = &setup;
-    let variants = app::variants(sampled, unsampled);
+    let app::Setup { rt, receiver, .. } = &setup;
+    let variants = setup.variants();
     let mut times: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); variants.len()];
     for round in 0..=rounds {
         for ((_, telemetry, app), out) in variants.iter().zip(&mut times) {
@@ -169,13 +156,8 @@ fn interleaved(rounds: usize, per_round: u64) {
 /// what else the machine is running. See `bench/instructions.sh`.
 fn requests_only(variant: &str, n: u64) {
     let setup = app::setup();
-    let app::Setup {
-        rt,
-        sampled,
-        unsampled,
-        ..
-    } = &setup;
-    let variants = app::variants(sampled, unsampled);
+    let app::Setup { rt, .. } = &setup;
+    let variants = setup.variants();
     if let Some((_, telemetry, app)) = variants.iter().find(|(name, _, _)| *name == variant) {
         let _default = tracing::dispatcher::set_default(telemetry.dispatch());
         run(rt, app, telemetry, 500);

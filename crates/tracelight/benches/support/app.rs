@@ -78,36 +78,6 @@ fn start_receiver() -> (OtlpReceiver, tokio::runtime::Runtime) {
 /// event), then the same four with the one-`info!` handler.
 pub(crate) const VARIANTS: usize = 9;
 
-/// The variants, in bench order, with the telemetry whose dispatcher each runs under: `bare`,
-/// `identity_layer` (a layer that does nothing: what axum's `Router::layer` itself costs per
-/// request, boxing the layered route's service and future), `metrics_only`, `unsampled`,
-/// `sampled`, then `bare_log`, `metrics_only_log`, `unsampled_log`, `sampled_log`. Each `*_log`
-/// variant is compared with `bare_log`. The sampled ones run last in
-/// their group: their batch processor and the receiver keep working for a while after them
-/// (export, decoding), which would disturb whatever ran next.
-pub(crate) fn variants<'a>(
-    sampled: &'a Telemetry,
-    unsampled: &'a Telemetry,
-) -> [(&'static str, &'a Telemetry, Router); VARIANTS] {
-    let layered = |log: bool, layer: TracelightLayer| served(routes(log).layer(layer));
-    let metrics_only = || sampled.layer_builder().spans(false).build();
-    [
-        ("bare", sampled, served(routes(false))),
-        (
-            "identity_layer",
-            sampled,
-            served(routes(false).layer(tower::layer::util::Identity::new())),
-        ),
-        ("metrics_only", sampled, layered(false, metrics_only())),
-        ("unsampled", unsampled, layered(false, unsampled.layer())),
-        ("sampled", sampled, layered(false, sampled.layer())),
-        ("bare_log", sampled, served(routes(true))),
-        ("metrics_only_log", sampled, layered(true, metrics_only())),
-        ("unsampled_log", unsampled, layered(true, unsampled.layer())),
-        ("sampled_log", sampled, layered(true, sampled.layer())),
-    ]
-}
-
 /// The variant a variant's delta is taken against: `bare_log` for the `*_log` ones, else `bare`.
 pub(crate) fn baseline(name: &str) -> &'static str {
     if name.ends_with("_log") {
@@ -127,6 +97,36 @@ pub(crate) struct Setup {
     pub(crate) unsampled: Telemetry,
     pub(crate) receiver: OtlpReceiver,
     _receiver_rt: tokio::runtime::Runtime,
+}
+
+impl Setup {
+    /// The variants, in bench order, with the telemetry whose dispatcher each runs under: `bare`,
+    /// `identity_layer` (a layer that does nothing: what axum's `Router::layer` itself costs per
+    /// request, boxing the layered route's service and future), `metrics_only`, `unsampled`,
+    /// `sampled`, then `bare_log`, `metrics_only_log`, `unsampled_log`, `sampled_log`. Each `*_log`
+    /// variant is compared with `bare_log`. The sampled ones run last in
+    /// their group: their batch processor and the receiver keep working for a while after them
+    /// (export, decoding), which would disturb whatever ran next.
+    pub(crate) fn variants(&self) -> [(&'static str, &Telemetry, Router); VARIANTS] {
+        let (sampled, unsampled) = (&self.sampled, &self.unsampled);
+        let layered = |log: bool, layer: TracelightLayer| served(routes(log).layer(layer));
+        let metrics_only = || sampled.layer_builder().spans(false).build();
+        [
+            ("bare", sampled, served(routes(false))),
+            (
+                "identity_layer",
+                sampled,
+                served(routes(false).layer(tower::layer::util::Identity::new())),
+            ),
+            ("metrics_only", sampled, layered(false, metrics_only())),
+            ("unsampled", unsampled, layered(false, unsampled.layer())),
+            ("sampled", sampled, layered(false, sampled.layer())),
+            ("bare_log", sampled, served(routes(true))),
+            ("metrics_only_log", sampled, layered(true, metrics_only())),
+            ("unsampled_log", unsampled, layered(true, unsampled.layer())),
+            ("sampled_log", sampled, layered(true, sampled.layer())),
+        ]
+    }
 }
 
 /// Starts the receiver, both telemetries and the bench runtime.
