@@ -260,18 +260,13 @@ impl EmbeddedStore {
         if prepared.chunk.sum.spans == 0 {
             return Ok(());
         }
-        let (reply, rx) = sync_channel(1);
-        let done = WriteDone::new(move |result| {
-            let _ = reply.send(result);
-        });
-        self.tx
-            .send(Command::Write {
-                chunk: prepared.chunk,
-                crc: prepared.crc,
-                done,
-            })
-            .map_err(|_| StoreError::Closed)?;
-        rx.recv().map_err(|_| StoreError::Closed)?
+        self.call(|reply| Command::Write {
+            chunk: prepared.chunk,
+            crc: prepared.crc,
+            done: WriteDone::new(move |result| {
+                let _ = reply.send(result);
+            }),
+        })
     }
 
     /// Queues a chunk for the commit thread without waiting (for room or for the fsync).
