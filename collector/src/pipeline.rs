@@ -33,7 +33,7 @@ use crate::forward::queue::{AppendDone, QueueError};
 use crate::forward::{ForwardError, Forwarder, encode};
 use crate::metrics::Metrics;
 use crate::model::{BatchView, SpanBatch};
-use crate::store::{Prepared, SpanStore, StoreError, WriteDone};
+use crate::store::{Incoming, Prepared, SpanStore, StoreError, WriteDone};
 
 /// Why a batch was not stored.
 #[derive(Debug, thiserror::Error)]
@@ -60,7 +60,12 @@ enum Work {
     Batch(SpanBatch),
     /// A batch prepared on the submitting thread (the spans stayed there), handed straight
     /// to the store's commit thread.
-    Prepared { prepared: Prepared, spans: usize },
+    Prepared {
+        prepared: Prepared,
+        spans: usize,
+        /// The batch's announcement to the store, dropped as it is submitted.
+        incoming: Incoming,
+    },
 }
 
 /// Set once at startup ([`PipelineWorker::with_derived`], [`PipelineWorker::with_forward`]),
@@ -158,7 +163,11 @@ impl PipelineSender {
         let work = match prepared {
             Some(prepared) => {
                 drop(batch); // here, while hot, on the thread that allocated it
-                Work::Prepared { prepared, spans }
+                Work::Prepared {
+                    prepared,
+                    spans,
+                    incoming: Incoming::default(),
+                }
             }
             None => Work::Batch(batch),
         };
@@ -171,21 +180,35 @@ impl PipelineSender {
     /// awaiting the returned [`Queued`]. `request`, an encoded `ExportTraceServiceRequest`
     /// holding exactly the batch's spans, is what the forward queues store when given;
     /// otherwise the batch is re-encoded for them.
+    ///
+    /// `incoming`, taken with [`incoming`](Self::incoming) before the request was read, is
+    /// dropped just before the batch reaches the store.
     pub fn enqueue_view(
         &self,
         batch: &BatchView<'_>,
         request: Option<Bytes>,
+        incoming: Incoming,
     ) -> Result<Queued, SubmitError> {
         let spans = batch.len();
         let budget = self.admit(spans)?;
         let payload = self.payload(request, || encode::encode_spans(&batch.to_spans()));
         let work = match self.prepare(batch) {
-            Some(prepared) => Work::Prepared { prepared, spans },
+            Some(prepared) => Work::Prepared {
+                prepared,
+                spans,
+                incoming,
+            },
             None => Work::Batch(SpanBatch {
                 spans: batch.to_spans(),
             }),
         };
         self.send(work, payload, budget)
+    }
+
+    /// Announces a batch to the store before reading it ([`SpanStore::incoming`]): hold it
+    /// while decoding the request, then pass it to [`enqueue_view`](Self::enqueue_view).
+    pub fn incoming(&self) -> Incoming {
+        self.store.incoming()
     }
 
     /// Admits `spans` into the queue's budget, or refuses at once.
@@ -244,9 +267,11 @@ impl PipelineSender {
         budget: SpanRelease,
     ) -> Result<Queued, SubmitError> {
         match work {
-            Work::Prepared { prepared, spans } => {
-                self.submit_prepared(prepared, spans, payload, budget)
-            }
+            Work::Prepared {
+                prepared,
+                spans,
+                incoming,
+            } => self.submit_prepared(prepared, spans, incoming, payload, budget),
             Work::Batch(batch) => self.send_to_worker(batch, payload, budget),
         }
     }
@@ -280,6 +305,7 @@ impl PipelineSender {
         &self,
         prepared: Prepared,
         spans: usize,
+        incoming: Incoming,
         payload: Option<Bytes>,
         budget: SpanRelease,
     ) -> Result<Queued, SubmitError> {
@@ -312,6 +338,8 @@ impl PipelineSender {
                 })?;
         }
         let part = submission.another();
+        // Before the store can see the batch: its commit thread waits while any is announced.
+        drop(incoming);
         self.store
             .submit_prepared(
                 prepared,

@@ -139,6 +139,8 @@ impl Ingest {
     /// Reads `request` and queues its valid spans (the synchronous half of
     /// [`export_protobuf`](Self::export_protobuf)).
     fn stage(&self, protocol: Protocol, request: Bytes) -> Result<Staged, IngestError> {
+        // Announced before decoding, so that the store's group commit can wait for it.
+        let incoming = self.pipeline.incoming();
         // Counted by the receiver, which answers it (400 / INVALID_ARGUMENT).
         let parsed = parse_request(&request).map_err(IngestError::Malformed)?;
         let valid = parsed.batch.len() as u64;
@@ -148,7 +150,7 @@ impl Ingest {
             let forward = (parsed.rejected == 0).then(|| request.clone());
             let queued = self
                 .pipeline
-                .enqueue_view(&parsed.batch, forward)
+                .enqueue_view(&parsed.batch, forward, incoming)
                 .map_err(|e| self.refused(protocol, valid, e))?;
             Some(queued)
         } else {

@@ -13,11 +13,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use proptest::prelude::*;
 use tracelight_collector::model::{
-    AttrValue, Event, KeyValue, Resource, Scope, Span, SpanBatch, SpanId, SpanKind, Status,
-    StatusCode, Trace, TraceId,
+    AttrValue, BatchView, Event, KeyValue, Resource, Scope, Span, SpanBatch, SpanId, SpanKind,
+    Status, StatusCode, Trace, TraceId,
 };
 use tracelight_collector::store::{
-    EmbeddedConfig, EmbeddedStore, MemoryStore, SpanStore, TraceQuery,
+    EmbeddedConfig, EmbeddedStore, MemoryStore, SpanStore, TraceQuery, WriteDone,
 };
 
 const SERVICES: [&str; 3] = ["api", "db", "cache"];
@@ -418,6 +418,63 @@ fn acknowledged_batches_survive_a_crash_from_many_writers() {
         assert_eq!(store.stats().spans, 500, "mid_seal={mid_seal}");
         assert_eq!(store.corrupt_records(), 0);
     }
+}
+
+/// Submits `batch` without waiting; the returned channel gets the outcome.
+fn submit(store: &EmbeddedStore, batch: &SpanBatch) -> std::sync::mpsc::Receiver<bool> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let prepared = store.prepare(&BatchView::from_spans(&batch.spans)).unwrap();
+    store
+        .submit_prepared(
+            prepared,
+            WriteDone::new(move |r| {
+                let _ = tx.send(r.is_ok());
+            }),
+        )
+        .unwrap();
+    rx
+}
+
+#[test]
+fn the_commit_thread_waits_for_an_announced_batch_and_fsyncs_once_for_both() {
+    let dir = temp_dir();
+    let base = now_ns() - HOUR_NS;
+    let mut cfg = config(dir.path());
+    // Long enough that the second batch always arrives within it, even on a loaded machine;
+    // the wait ends as soon as it does.
+    cfg.commit_linger = Duration::from_secs(30);
+    let store = EmbeddedStore::open(cfg).unwrap();
+    let announced = store.incoming();
+    let first = submit(&store, &trace_batch(1, 3, base));
+    // Still decoding: without the wait, the first batch would be committed alone by now.
+    std::thread::sleep(Duration::from_millis(50));
+    // A receiver submits its batch after dropping its announcement.
+    drop(announced);
+    let second = submit(&store, &trace_batch(2, 3, base));
+    assert!(first.recv().unwrap());
+    assert!(second.recv().unwrap());
+    assert_eq!(store.group_commits(), 1);
+    assert_eq!(span_count(&store, 1) + span_count(&store, 2), 6);
+}
+
+#[test]
+fn an_announced_batch_that_never_comes_delays_a_commit_by_the_linger_only() {
+    let dir = temp_dir();
+    let base = now_ns() - HOUR_NS;
+    let mut cfg = config(dir.path());
+    cfg.commit_linger = Duration::from_millis(20);
+    let store = EmbeddedStore::open(cfg).unwrap();
+    // A receiver that announced a batch and then failed to decode it, but still holds the
+    // announcement: every commit waits the linger and then goes ahead alone.
+    let never = store.incoming();
+    for trace in 0..3 {
+        assert!(submit(&store, &trace_batch(trace, 2, base)).recv().unwrap());
+    }
+    assert_eq!(store.group_commits(), 3);
+    drop(never);
+    assert!(submit(&store, &trace_batch(9, 2, base)).recv().unwrap());
+    assert_eq!(store.group_commits(), 4);
+    assert_eq!(store.stats().spans, 8);
 }
 
 #[test]

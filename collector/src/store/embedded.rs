@@ -20,7 +20,10 @@
 //!
 //! [`SpanStore::write_batch`] hands the encoded batch to the commit thread, which appends every
 //! queued batch to the WAL, calls `fdatasync` once for all of them (group commit), and only then
-//! answers. When enough spans have accumulated it retires the WAL file (`wal.log` becomes
+//! answers. While receivers have announced batches they are still decoding
+//! ([`SpanStore::incoming`]), it first waits for those, at most `commit_linger` (1 ms): under
+//! concurrent load one fsync then covers several requests, and a lone client waits for
+//! nothing. When enough spans have accumulated it retires the WAL file (`wal.log` becomes
 //! `wal-N.log`) and hands the spans to the sealer thread, which compresses them into a block,
 //! appends it to the current segment, fsyncs it, and deletes the retired WAL file; group
 //! commits continue meanwhile. On open, torn tails of the WAL files and of the segments are
@@ -64,7 +67,7 @@ mod tests;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -101,6 +104,9 @@ pub struct EmbeddedConfig {
     /// Batches that may wait for the commit thread (default 64); beyond it writes block
     /// ([`SpanStore::write_batch`]) or are refused ([`SpanStore::submit_prepared`]).
     pub queue_depth: usize,
+    /// Longest the commit thread waits for announced batches ([`SpanStore::incoming`])
+    /// before it writes and fsyncs what it has (default 1 ms; zero: never waits).
+    pub commit_linger: Duration,
 }
 
 impl EmbeddedConfig {
@@ -119,6 +125,9 @@ impl EmbeddedConfig {
     /// Default zstd level of blocks: 1 (measured on the bench workload: level 3 costs ~2× the
     /// sealer's CPU for ~7 % fewer bytes, 64.0 against 68.6 bytes per span).
     pub const DEFAULT_COMPRESSION_LEVEL: i32 = 1;
+    /// Default commit linger: 1 ms, about the time to decode and encode a 100-span request
+    /// on a busy core.
+    pub const DEFAULT_COMMIT_LINGER: Duration = Duration::from_millis(1);
 
     /// Defaults for a store in `dir`.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
@@ -132,6 +141,7 @@ impl EmbeddedConfig {
             compression_level: Self::DEFAULT_COMPRESSION_LEVEL,
             retention_check_interval: Duration::from_secs(60),
             queue_depth: Self::DEFAULT_QUEUE_DEPTH,
+            commit_linger: Self::DEFAULT_COMMIT_LINGER,
         }
     }
 }
@@ -141,6 +151,11 @@ impl EmbeddedConfig {
 struct Shared {
     state: RwLock<State>,
     reader: state::Reader,
+    /// Batches announced and not yet submitted ([`SpanStore::incoming`]): the commit thread
+    /// waits a little for them before an fsync.
+    incoming: Arc<AtomicUsize>,
+    /// Group commits (WAL fsyncs) since open.
+    commits: AtomicU64,
 }
 
 /// The crash-safe on-disk [`SpanStore`]. See the module docs.
@@ -170,6 +185,8 @@ impl EmbeddedStore {
         let shared = Arc::new(Shared {
             state: RwLock::new(State::default()),
             reader: state::Reader::new(config.cache_bytes),
+            incoming: Arc::default(),
+            commits: AtomicU64::new(0),
         });
         let queue_depth = config.queue_depth.max(1);
         let writer = Writer::open(config, Arc::clone(&shared))?;
@@ -194,6 +211,11 @@ impl EmbeddedStore {
     /// Records that failed their checksum or could not be decoded since open (each is logged).
     pub fn corrupt_records(&self) -> u64 {
         self.shared.reader.corrupt.load(Ordering::Relaxed)
+    }
+
+    /// Group commits since open: each wrote and fsynced one or more batches to the WAL.
+    pub fn group_commits(&self) -> u64 {
+        self.shared.commits.load(Ordering::Relaxed)
     }
 
     /// Applies retention now (it also runs on its own; see [`EmbeddedConfig`]).
@@ -325,6 +347,10 @@ impl SpanStore for EmbeddedStore {
                 Ok(())
             }
         }
+    }
+
+    fn incoming(&self) -> super::Incoming {
+        super::Incoming::counted(&self.shared.incoming)
     }
 
     fn get_trace(&self, trace_id: TraceId) -> Result<Option<Trace>, StoreError> {

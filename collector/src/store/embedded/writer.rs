@@ -6,7 +6,7 @@ use std::io::{IoSlice, Seek as _, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -392,13 +392,7 @@ impl Writer {
                 self.stop(Command::Shutdown(reply));
                 return;
             };
-            let mut cmds = vec![first];
-            while cmds.len() < MAX_GROUP {
-                match rx.try_recv() {
-                    Ok(cmd) => cmds.push(cmd),
-                    Err(_) => break,
-                }
-            }
+            let cmds = self.gather(&rx, first);
             let mut writes = Vec::new();
             for cmd in cmds {
                 match cmd {
@@ -420,6 +414,39 @@ impl Writer {
                 self.hand_over();
             }
         }
+    }
+
+    /// The commands of one group: `first`, those already queued, and, while batches are
+    /// announced and on their way ([`crate::store::Incoming`]), those that arrive within
+    /// `commit_linger`. A control command ends the gathering at once.
+    fn gather(&self, rx: &Receiver<Command>, first: Command) -> Vec<Command> {
+        let mut cmds = vec![first];
+        let mut deadline = None;
+        while cmds.len() < MAX_GROUP {
+            if !matches!(cmds.last(), Some(Command::Write { .. })) {
+                break;
+            }
+            match rx.try_recv() {
+                Ok(cmd) => {
+                    cmds.push(cmd);
+                    continue;
+                }
+                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) => {}
+            }
+            if self.shared.incoming.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            let deadline = *deadline.get_or_insert_with(|| Instant::now() + self.cfg.commit_linger);
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                break;
+            };
+            match rx.recv_timeout(left) {
+                Ok(cmd) => cmds.push(cmd),
+                Err(_) => break,
+            }
+        }
+        cmds
     }
 
     /// Freezes the unsealed spans and queues them for the sealer (blocks while it is busy
@@ -593,6 +620,7 @@ impl Writer {
         let result =
             write_all_vectored(&mut self.wal, &mut slices).and_then(|()| self.wal.sync_data());
         drop(slices);
+        self.shared.commits.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = result {
             tracing::error!(error = %e, "WAL write failed; the store refuses further writes");
             self.failed = Some(e.to_string());
