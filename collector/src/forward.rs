@@ -47,6 +47,7 @@ use self::metrics::{ForwardMetrics, UpstreamCounters};
 use self::queue::{AppendDone, PendingAppend, Queue, QueueConfig, QueueError};
 use self::sender::Sender;
 use self::tls::TlsError;
+use crate::group::{self, Announced, Incoming};
 use crate::model::SpanBatch;
 use crate::pipeline::SubmitError;
 use crate::store::{SpanStore, StoreError};
@@ -88,6 +89,8 @@ pub struct Forwarder {
     upstreams: Vec<UpstreamHandle>,
     metrics: Arc<ForwardMetrics>,
     settings: ForwardingConfig,
+    /// Shared by every queue's commit thread ([`crate::group`]).
+    announced: Announced,
 }
 
 /// Appends in progress to every queue.
@@ -121,11 +124,14 @@ impl Forwarder {
     ) -> Result<Self, ForwardError> {
         let mut metrics = ForwardMetrics::default();
         let mut handles = Vec::with_capacity(upstreams.len());
+        let announced = Announced::default();
         for upstream in upstreams {
             let config = QueueConfig {
                 dir: queue_dir(data_dir, &upstream),
                 max_bytes: settings.max_queue_bytes,
                 segment_bytes: MAX_SEGMENT_BYTES.min(settings.max_queue_bytes / 8).max(1),
+                announced: announced.clone(),
+                commit_linger: group::DEFAULT_LINGER,
             };
             let queue = Arc::new(Queue::open(&upstream.label, &config)?);
             let counters = metrics.add(&upstream.label, Arc::clone(queue.stats()));
@@ -139,6 +145,7 @@ impl Forwarder {
             upstreams: handles,
             metrics: Arc::new(metrics),
             settings: settings.clone(),
+            announced,
         })
     }
 
@@ -192,6 +199,13 @@ impl Forwarder {
             u.queue.submit(payload.clone(), spans, done())?;
         }
         Ok(())
+    }
+
+    /// Announces a payload that the caller is about to
+    /// [`submit_payload`](Self::submit_payload) to every queue's commit thread; drop it
+    /// before submitting ([`crate::group`]).
+    pub fn incoming(&self) -> Incoming {
+        self.announced.announce()
     }
 
     /// How many queues [`submit_payload`](Self::submit_payload) writes to.

@@ -36,6 +36,7 @@ pub mod config;
 pub mod derived;
 pub mod error;
 pub mod forward;
+pub mod group;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;

@@ -31,9 +31,10 @@ use tokio::sync::{mpsc, oneshot};
 use crate::derived::Derived;
 use crate::forward::queue::{AppendDone, QueueError};
 use crate::forward::{ForwardError, Forwarder, encode};
+use crate::group::Incoming;
 use crate::metrics::Metrics;
 use crate::model::{BatchView, SpanBatch};
-use crate::store::{Incoming, Prepared, SpanStore, StoreError, WriteDone};
+use crate::store::{Prepared, SpanStore, StoreError, WriteDone};
 
 /// Why a batch was not stored.
 #[derive(Debug, thiserror::Error)]
@@ -208,7 +209,11 @@ impl PipelineSender {
     /// Announces a batch to the store before reading it ([`SpanStore::incoming`]): hold it
     /// while decoding the request, then pass it to [`enqueue_view`](Self::enqueue_view).
     pub fn incoming(&self) -> Incoming {
-        self.store.incoming()
+        let store = self.store.incoming();
+        match self.hooks.forward.get() {
+            Some(forward) => store.and(forward.incoming()),
+            None => store,
+        }
     }
 
     /// Admits `spans` into the queue's budget, or refuses at once.
@@ -323,6 +328,8 @@ impl PipelineSender {
         // the parts not handed out, which counts them as done, so the budget always comes
         // back.
         let submission = Joint::start(ack, budget, Arc::clone(&self.metrics));
+        // Before any commit thread can see the batch: they wait while any is announced.
+        drop(incoming);
         if let Some((forward, payload)) = payload {
             let spans = u32::try_from(spans).unwrap_or(u32::MAX);
             forward
@@ -338,8 +345,6 @@ impl PipelineSender {
                 })?;
         }
         let part = submission.another();
-        // Before the store can see the batch: its commit thread waits while any is announced.
-        drop(incoming);
         self.store
             .submit_prepared(
                 prepared,

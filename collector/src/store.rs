@@ -11,13 +11,12 @@ mod memory;
 mod null;
 
 use std::fmt;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub use embedded::{EmbeddedConfig, EmbeddedStore};
 pub use memory::MemoryStore;
 pub use null::NullStore;
 
+use crate::group::Incoming;
 use crate::model::{BatchView, DependencyLink, SpanBatch, SpanKind, Trace, TraceId};
 
 /// Default number of traces a search returns.
@@ -140,29 +139,6 @@ impl Prepared {
     }
 }
 
-/// A batch that a caller announced before reading it ([`SpanStore::incoming`]): held while
-/// the caller decodes and prepares its request, dropped just before it submits the batch (or
-/// gives up). A store with group commit may wait a little for announced batches, so that one
-/// fsync covers them all.
-#[derive(Debug, Default)]
-pub struct Incoming(Option<Arc<AtomicUsize>>);
-
-impl Incoming {
-    /// Counts one more batch on its way in `counter`, until dropped.
-    pub(crate) fn counted(counter: &Arc<AtomicUsize>) -> Self {
-        counter.fetch_add(1, Ordering::AcqRel);
-        Self(Some(Arc::clone(counter)))
-    }
-}
-
-impl Drop for Incoming {
-    fn drop(&mut self) {
-        if let Some(counter) = &self.0 {
-            counter.fetch_sub(1, Ordering::AcqRel);
-        }
-    }
-}
-
 /// Called once with the outcome of a write started by [`SpanStore::submit_prepared`] (what
 /// [`SpanStore::write_prepared`] would have returned), on a store thread or the caller's.
 pub type WriteDone = crate::completion::Done<StoreError>;
@@ -204,7 +180,7 @@ pub trait SpanStore: Send + Sync + fmt::Debug + 'static {
     }
     /// Announces a batch that the caller is about to [`prepare`](Self::prepare) and
     /// [`submit_prepared`](Self::submit_prepared); the caller drops the [`Incoming`] before
-    /// submitting. The default counts nothing.
+    /// submitting (see [`crate::group`]). The default announces nothing.
     fn incoming(&self) -> Incoming {
         Incoming::default()
     }

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -30,6 +30,7 @@ use parking_lot::Mutex;
 use super::cursor::Cursor;
 use super::segment::{self, HEADER_BYTES, RecordHeader};
 use crate::completion::Done;
+use crate::group::{self, Announced};
 use crate::prealloc::{self, Spare};
 
 const CURSOR_FILE: &str = "acked.cursor";
@@ -97,6 +98,11 @@ pub struct QueueConfig {
     pub max_bytes: u64,
     /// A new segment is started once the active one reaches this size.
     pub segment_bytes: u64,
+    /// Appends announced by receivers still decoding them: the commit thread waits for
+    /// them, at most `commit_linger` ([`crate::group`]).
+    pub announced: Announced,
+    /// Longest wait for announced appends before a group commit.
+    pub commit_linger: Duration,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -138,6 +144,8 @@ struct Shared {
     cursor: Mutex<Cursor>,
     notify: tokio::sync::Notify,
     stats: Arc<QueueStats>,
+    /// Group commits (fsyncs of the active segment) since open.
+    commits: AtomicU64,
 }
 
 /// Records handed to the sender by [`Queue::take`].
@@ -225,6 +233,11 @@ impl Queue {
     /// The queue's (upstream's) name.
     pub fn name(&self) -> &str {
         &self.shared.name
+    }
+
+    /// Group commits since open: each appended and fsynced one or more records.
+    pub fn group_commits(&self) -> u64 {
+        self.shared.commits.load(Ordering::Relaxed)
     }
 
     /// The queue's gauges.
@@ -423,6 +436,8 @@ struct Writer {
     spare: Spare,
     /// Set while a thread writes the spare.
     preparing: Arc<AtomicBool>,
+    announced: Announced,
+    commit_linger: Duration,
 }
 
 fn recover(name: &str, config: &QueueConfig) -> io::Result<(Arc<Shared>, Writer)> {
@@ -545,6 +560,7 @@ fn recover(name: &str, config: &QueueConfig) -> io::Result<(Arc<Shared>, Writer)
         cursor: Mutex::new(cursor),
         notify: tokio::sync::Notify::new(),
         stats,
+        commits: AtomicU64::new(0),
     });
     let writer = Writer {
         shared: Arc::clone(&shared),
@@ -556,6 +572,8 @@ fn recover(name: &str, config: &QueueConfig) -> io::Result<(Arc<Shared>, Writer)
         failed: None,
         spare,
         preparing: Arc::new(AtomicBool::new(false)),
+        announced: config.announced.clone(),
+        commit_linger: config.commit_linger,
     };
     writer.prepare_spare();
     Ok((shared, writer))
@@ -564,13 +582,14 @@ fn recover(name: &str, config: &QueueConfig) -> io::Result<(Arc<Shared>, Writer)
 impl Writer {
     fn run(mut self, rx: &Receiver<Append>) {
         while let Ok(first) = rx.recv() {
-            let mut group = vec![first];
-            while group.len() < MAX_GROUP {
-                match rx.try_recv() {
-                    Ok(a) => group.push(a),
-                    Err(_) => break,
-                }
-            }
+            let group = group::gather(
+                rx,
+                first,
+                MAX_GROUP,
+                &self.announced,
+                self.commit_linger,
+                |_| true,
+            );
             let result = self.commit(&group);
             if let Err(e) = &result {
                 tracing::error!(queue = %self.shared.name, error = %e, "forward queue write failed");
@@ -681,6 +700,7 @@ impl Writer {
         }
         self.file.write_all_at(&buf, self.active_len)?;
         self.file.sync_data()?;
+        self.shared.commits.fetch_add(1, Ordering::Relaxed);
         self.active_len += buf.len() as u64;
         let stats = &self.shared.stats;
         let (spans, last) = (

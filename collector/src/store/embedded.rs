@@ -21,9 +21,8 @@
 //! [`SpanStore::write_batch`] hands the encoded batch to the commit thread, which appends every
 //! queued batch to the WAL, calls `fdatasync` once for all of them (group commit), and only then
 //! answers. While receivers have announced batches they are still decoding
-//! ([`SpanStore::incoming`]), it first waits for those, at most `commit_linger` (1 ms): under
-//! concurrent load one fsync then covers several requests, and a lone client waits for
-//! nothing. When enough spans have accumulated it retires the WAL file (`wal.log` becomes
+//! ([`SpanStore::incoming`]), it first waits for those, at most `commit_linger` (1 ms; see
+//! [`crate::group`]). When enough spans have accumulated it retires the WAL file (`wal.log` becomes
 //! `wal-N.log`) and hands the spans to the sealer thread, which compresses them into a block,
 //! appends it to the current segment, fsyncs it, and deletes the retired WAL file; group
 //! commits continue meanwhile. On open, torn tails of the WAL files and of the segments are
@@ -67,7 +66,7 @@ mod tests;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -75,6 +74,7 @@ use std::time::Duration;
 use parking_lot::{Mutex, RwLock};
 
 use super::{Operation, SpanStore, StoreError, StoreStats, TraceQuery, WriteDone};
+use crate::group::{self, Announced, Incoming};
 use crate::model::{BatchView, DependencyLink, SpanBatch, SpanKind, Trace, TraceId};
 use state::State;
 use writer::{Command, Writer};
@@ -125,9 +125,8 @@ impl EmbeddedConfig {
     /// Default zstd level of blocks: 1 (measured on the bench workload: level 3 costs ~2× the
     /// sealer's CPU for ~7 % fewer bytes, 64.0 against 68.6 bytes per span).
     pub const DEFAULT_COMPRESSION_LEVEL: i32 = 1;
-    /// Default commit linger: 1 ms, about the time to decode and encode a 100-span request
-    /// on a busy core.
-    pub const DEFAULT_COMMIT_LINGER: Duration = Duration::from_millis(1);
+    /// Default commit linger ([`group::DEFAULT_LINGER`]).
+    pub const DEFAULT_COMMIT_LINGER: Duration = group::DEFAULT_LINGER;
 
     /// Defaults for a store in `dir`.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
@@ -153,7 +152,7 @@ struct Shared {
     reader: state::Reader,
     /// Batches announced and not yet submitted ([`SpanStore::incoming`]): the commit thread
     /// waits a little for them before an fsync.
-    incoming: Arc<AtomicUsize>,
+    incoming: Announced,
     /// Group commits (WAL fsyncs) since open.
     commits: AtomicU64,
 }
@@ -185,7 +184,7 @@ impl EmbeddedStore {
         let shared = Arc::new(Shared {
             state: RwLock::new(State::default()),
             reader: state::Reader::new(config.cache_bytes),
-            incoming: Arc::default(),
+            incoming: Announced::default(),
             commits: AtomicU64::new(0),
         });
         let queue_depth = config.queue_depth.max(1);
@@ -349,8 +348,8 @@ impl SpanStore for EmbeddedStore {
         }
     }
 
-    fn incoming(&self) -> super::Incoming {
-        super::Incoming::counted(&self.shared.incoming)
+    fn incoming(&self) -> Incoming {
+        self.shared.incoming.announce()
     }
 
     fn get_trace(&self, trace_id: TraceId) -> Result<Option<Trace>, StoreError> {

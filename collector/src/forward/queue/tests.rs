@@ -11,6 +11,8 @@ fn config(dir: &Path) -> QueueConfig {
         dir: dir.to_owned(),
         max_bytes: 1 << 30,
         segment_bytes: 256,
+        announced: Announced::default(),
+        commit_linger: group::DEFAULT_LINGER,
     }
 }
 
@@ -225,15 +227,37 @@ proptest! {
 }
 
 #[test]
+fn the_commit_thread_waits_for_an_announced_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    // Long enough that the second append always arrives within it; the wait ends when it does.
+    cfg.commit_linger = Duration::from_secs(30);
+    let announced = cfg.announced.clone();
+    let q = Queue::open("t", &cfg).unwrap();
+    let pending = announced.announce();
+    let first = q.append(Bytes::from_static(b"first"), 1).unwrap();
+    // Still decoding: without the wait, the first record would be committed alone by now.
+    std::thread::sleep(Duration::from_millis(50));
+    drop(pending);
+    let second = q.append(Bytes::from_static(b"second"), 1).unwrap();
+    first.wait().unwrap();
+    second.wait().unwrap();
+    assert_eq!(q.group_commits(), 1);
+    // Nothing announced: the next append is committed on its own at once.
+    append(&q, 3, 1);
+    assert_eq!(q.group_commits(), 2);
+}
+
+#[test]
 fn records_in_a_spare_segment_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let spare = dir.path().join(SPARE_FILE);
     let q = Queue::open("t", &config(dir.path())).unwrap();
     // The queue writes the next segment ahead, on its own thread; wait for it.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !spare.exists() {
         assert!(std::time::Instant::now() < deadline, "no spare segment");
-        std::thread::sleep(std::time::Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(5));
     }
     // 68-byte records, 256-byte segments: the fifth append rotates into the spare.
     for i in 0..6 {

@@ -6,7 +6,7 @@ use std::io::{IoSlice, Seek as _, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -16,6 +16,7 @@ use super::codec::{Decoded, Reader, put_varint};
 use super::record::{self, KIND_BLOCK, KIND_WAL, Part};
 use super::state::{Block, Segment, State};
 use super::{EmbeddedConfig, Shared};
+use crate::group;
 use crate::prealloc::{self, Spare};
 use crate::store::{StoreError, WriteDone};
 
@@ -392,7 +393,14 @@ impl Writer {
                 self.stop(Command::Shutdown(reply));
                 return;
             };
-            let cmds = self.gather(&rx, first);
+            let cmds = group::gather(
+                &rx,
+                first,
+                MAX_GROUP,
+                &self.shared.incoming,
+                self.cfg.commit_linger,
+                |cmd| matches!(cmd, Command::Write { .. }),
+            );
             let mut writes = Vec::new();
             for cmd in cmds {
                 match cmd {
@@ -414,39 +422,6 @@ impl Writer {
                 self.hand_over();
             }
         }
-    }
-
-    /// The commands of one group: `first`, those already queued, and, while batches are
-    /// announced and on their way ([`crate::store::Incoming`]), those that arrive within
-    /// `commit_linger`. A control command ends the gathering at once.
-    fn gather(&self, rx: &Receiver<Command>, first: Command) -> Vec<Command> {
-        let mut cmds = vec![first];
-        let mut deadline = None;
-        while cmds.len() < MAX_GROUP {
-            if !matches!(cmds.last(), Some(Command::Write { .. })) {
-                break;
-            }
-            match rx.try_recv() {
-                Ok(cmd) => {
-                    cmds.push(cmd);
-                    continue;
-                }
-                Err(TryRecvError::Disconnected) => break,
-                Err(TryRecvError::Empty) => {}
-            }
-            if self.shared.incoming.load(Ordering::Acquire) == 0 {
-                break;
-            }
-            let deadline = *deadline.get_or_insert_with(|| Instant::now() + self.cfg.commit_linger);
-            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-                break;
-            };
-            match rx.recv_timeout(left) {
-                Ok(cmd) => cmds.push(cmd),
-                Err(_) => break,
-            }
-        }
-        cmds
     }
 
     /// Freezes the unsealed spans and queues them for the sealer (blocks while it is busy
