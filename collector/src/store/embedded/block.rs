@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use super::chunk::{Chunk, Summary};
-use super::codec::{DecodeError, Reader, put_varint};
+use super::codec::{DecodeError, Reader, put_varint, same_str};
 use crate::model::{
     BatchView, KvView, ScopeView, SpanKind, SpanRef, StatusCode, TraceId, ValueView,
 };
@@ -185,6 +185,9 @@ impl TagFilter {
 
 /// Calls `f` with every `key=value` pair that [`Span::matches_tag`](crate::model::Span::matches_tag) can match.
 ///
+/// A span attribute equal to the one at the same position of the previous span (of the
+/// same `keys`) is skipped: it was given then, and the caller collects a set.
+///
 /// Must stay in step with `Span::matches_tag`: a pair missing here makes the search skip
 /// blocks it should read (the model test catches that).
 fn for_each_own_tag<'s>(
@@ -194,7 +197,9 @@ fn for_each_own_tag<'s>(
     f: &mut impl FnMut(u64),
 ) {
     for (i, kv) in span.attributes().iter().enumerate() {
-        let kh = keys.get(i, kv.key);
+        let Some(kh) = keys.get(i, kv.key, &kv.value) else {
+            continue; // the previous span had the same pair here: already given
+        };
         match kv.value {
             ValueView::Str(s) => f(hash_bytes(kh, s.as_bytes())),
             ValueView::Int(i) => {
@@ -224,26 +229,76 @@ fn for_each_own_tag<'s>(
     }
 }
 
-/// `hash_bytes(1, key)` of span attribute keys, cached by position: neighbouring spans mostly
-/// have the same keys in the same order.
+/// `hash_bytes(1, key)` of span attribute keys, cached by position, with the scalar value
+/// last seen there: neighbouring spans mostly have the same keys in the same order, and
+/// often the same values (method, status, port, user agent), whose pair was given already.
 #[derive(Default)]
-struct KeyHashes<'s>(Vec<Option<(&'s str, u64)>>);
+struct KeyHashes<'s>(Vec<Option<KeySlot<'s>>>);
+
+struct KeySlot<'s> {
+    key: &'s str,
+    hash: u64,
+    value: Option<Scalar<'s>>,
+}
+
+/// A value whose equality is cheap to check.
+#[derive(Clone, Copy)]
+enum Scalar<'s> {
+    Str(&'s str),
+    Int(i64),
+    Bool(bool),
+}
+
+impl<'s> Scalar<'s> {
+    fn of(v: &ValueView<'s>) -> Option<Self> {
+        match *v {
+            ValueView::Str(s) => Some(Self::Str(s)),
+            ValueView::Int(i) => Some(Self::Int(i)),
+            ValueView::Bool(b) => Some(Self::Bool(b)),
+            _ => None,
+        }
+    }
+
+    fn same(self, other: Self) -> bool {
+        match (self, other) {
+            (Self::Str(a), Self::Str(b)) => same_str(a, b),
+            (Self::Int(a), Self::Int(b)) => a == b,
+            (Self::Bool(a), Self::Bool(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// Positions cached (attributes beyond are hashed every time).
+const KEY_SLOTS: usize = 64;
 
 impl<'s> KeyHashes<'s> {
-    fn get(&mut self, slot: usize, key: &'s str) -> u64 {
-        if let Some(Some((k, h))) = self.0.get(slot)
-            && *k == key
+    /// The key's hash, or `None` when the pair at `slot` is the one given there last.
+    fn get(&mut self, slot: usize, key: &'s str, value: &ValueView<'s>) -> Option<u64> {
+        let scalar = Scalar::of(value);
+        if let Some(Some(cached)) = self.0.get_mut(slot)
+            && same_str(cached.key, key)
         {
-            return *h;
-        }
-        let h = hash_bytes(1, key.as_bytes());
-        if slot < 64 {
-            if self.0.len() <= slot {
-                self.0.resize(slot + 1, None);
+            if let (Some(last), Some(now)) = (cached.value, scalar)
+                && last.same(now)
+            {
+                return None;
             }
-            self.0[slot] = Some((key, h));
+            cached.value = scalar;
+            return Some(cached.hash);
         }
-        h
+        let hash = hash_bytes(1, key.as_bytes());
+        if slot < KEY_SLOTS {
+            if self.0.len() <= slot {
+                self.0.resize_with(slot + 1, || None);
+            }
+            self.0[slot] = Some(KeySlot {
+                key,
+                hash,
+                value: scalar,
+            });
+        }
+        Some(hash)
     }
 }
 
@@ -541,6 +596,66 @@ mod tests {
         // ~0.0015 % expected: ~15.
         assert!(fp < 100, "false positives {fp}");
         assert!(!Bloom::default().contains_blocked(1, TRACE_K_LINES));
+    }
+
+    #[test]
+    fn tag_hashes_cover_every_attribute_pair_once_also_when_neighbours_repeat_them() {
+        use crate::model::{
+            AttrValue, KeyValue, Resource, Span, SpanId, SpanKind, Status, TraceId,
+        };
+        let kv = |k: &str, v: AttrValue| KeyValue {
+            key: k.to_owned(),
+            value: v,
+        };
+        // Neighbours repeat some pairs at the same position, change others, and change keys.
+        let spans: Vec<Span> = (0..12u8)
+            .map(|i| {
+                let mut attributes = vec![
+                    kv("http.method", AttrValue::String("GET".to_owned())),
+                    kv("status", AttrValue::Int(if i % 4 == 0 { 500 } else { 200 })),
+                    kv("ok", AttrValue::Bool(i % 3 == 0)),
+                    kv("user", AttrValue::String(format!("u{}", i / 2))),
+                    kv("ratio", AttrValue::Double(0.5)),
+                ];
+                if i % 2 == 0 {
+                    attributes.swap(0, 3);
+                }
+                Span {
+                    trace_id: TraceId::from_bytes([i + 1; 16]).unwrap(),
+                    span_id: SpanId::from_bytes([i + 1; 8]).unwrap(),
+                    parent_span_id: None,
+                    trace_state: String::new(),
+                    flags: 1,
+                    name: "op".to_owned(),
+                    kind: SpanKind::Internal,
+                    start_ns: 1,
+                    end_ns: 2,
+                    attributes,
+                    events: vec![],
+                    links: vec![],
+                    status: Status::default(),
+                    resource: Arc::new(Resource {
+                        service_name: "svc".to_owned(),
+                        attributes: vec![],
+                    }),
+                    scope: Arc::default(),
+                }
+            })
+            .collect();
+        let got = tag_hashes(&BatchView::from_spans(&spans));
+        let mut want: Vec<u64> = spans
+            .iter()
+            .flat_map(|s| &s.attributes)
+            .map(|kv| tag_hash(&kv.key, &kv.value.to_search_string()))
+            .chain(
+                spans
+                    .iter()
+                    .filter_map(|s| s.kind.jaeger_name().map(|k| tag_hash("span.kind", k))),
+            )
+            .collect();
+        want.sort_unstable();
+        want.dedup();
+        assert_eq!(got, want);
     }
 
     #[test]

@@ -68,6 +68,36 @@ impl std::hash::Hasher for FxHasher {
 
 pub(crate) type FxMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
 
+// === string equality ===
+
+/// `a == b`, inline for the short keys and values that the per-position caches compare on
+/// every span (a call to `memcmp` cost more than the comparison itself).
+#[inline]
+pub(crate) fn same_str(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if n < 8 {
+        return a.iter().zip(b).all(|(x, y)| x == y);
+    }
+    let word = |s: &[u8], at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&s[at..at + 8]);
+        u64::from_ne_bytes(w)
+    };
+    let mut at = 0;
+    while at + 8 < n {
+        if word(a, at) != word(b, at) {
+            return false;
+        }
+        at += 8;
+    }
+    // The last eight bytes, overlapping the words already compared.
+    word(a, n - 8) == word(b, n - 8)
+}
+
 // === varints ===
 
 pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -251,7 +281,7 @@ impl<'s> Encoder<'s> {
     /// cheaper than a hash-map lookup.
     fn string_at(&mut self, out: &mut Vec<u8>, s: &'s str, slot: usize) {
         if let Some(Some((last, id))) = self.recent.get(slot)
-            && *last == s
+            && same_str(last, s)
         {
             put_varint(out, u64::from(*id));
             return;
@@ -905,6 +935,23 @@ pub(crate) struct RawGroup<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn same_str_agrees_with_eq_at_every_length_and_position() {
+        let base: String = (0..40u8).map(|i| char::from(b'a' + i % 26)).collect();
+        for n in 0..base.len() {
+            let a = &base[..n];
+            let copy = String::from(a); // another address: no shortcut on the pointer
+            assert!(same_str(a, &copy));
+            assert!(!same_str(a, &base[..n + 1]));
+            for pos in 0..n {
+                let mut b = a.as_bytes().to_vec();
+                b[pos] = b'#';
+                let b = String::from_utf8(b).unwrap();
+                assert!(!same_str(a, &b), "n={n} pos={pos}");
+            }
+        }
+    }
 
     #[test]
     fn varint_and_zigzag_round_trip() {
