@@ -64,7 +64,7 @@ enum Work {
     Prepared {
         prepared: Prepared,
         spans: usize,
-        /// The batch's announcement to the store, dropped as it is submitted.
+        /// The batch's announcement to the commit threads, dropped as it is submitted.
         incoming: Incoming,
     },
 }
@@ -183,7 +183,7 @@ impl PipelineSender {
     /// otherwise the batch is re-encoded for them.
     ///
     /// `incoming`, taken with [`incoming`](Self::incoming) before the request was read, is
-    /// dropped just before the batch reaches the store.
+    /// dropped just before the batch reaches the commit threads.
     pub fn enqueue_view(
         &self,
         batch: &BatchView<'_>,
@@ -206,8 +206,9 @@ impl PipelineSender {
         self.send(work, payload, budget)
     }
 
-    /// Announces a batch to the store before reading it ([`SpanStore::incoming`]): hold it
-    /// while decoding the request, then pass it to [`enqueue_view`](Self::enqueue_view).
+    /// Announces a batch to the store's and the forward queues' commit threads before
+    /// reading it ([`SpanStore::incoming`], [`crate::group`]): hold it while decoding the
+    /// request, then pass it to [`enqueue_view`](Self::enqueue_view).
     pub fn incoming(&self) -> Incoming {
         let store = self.store.incoming();
         match self.hooks.forward.get() {

@@ -139,7 +139,7 @@ impl Ingest {
     /// Reads `request` and queues its valid spans (the synchronous half of
     /// [`export_protobuf`](Self::export_protobuf)).
     fn stage(&self, protocol: Protocol, request: Bytes) -> Result<Staged, IngestError> {
-        // Announced before decoding, so that the store's group commit can wait for it.
+        // Announced before decoding, so that the group commits can wait for it.
         let incoming = self.pipeline.incoming();
         // Counted by the receiver, which answers it (400 / INVALID_ARGUMENT).
         let parsed = parse_request(&request).map_err(IngestError::Malformed)?;
