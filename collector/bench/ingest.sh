@@ -2,8 +2,8 @@
 # Ingest benchmark of tracelight-collector (issue 3, "Speed").
 #
 # Builds the release collector and tracelight-loadgen, measures the decode-only upper bound
-# (prost alone, one thread: `tracelight-loadgen --decode-baseline`, before and after the load
-# runs, averaged), then, for each storage
+# (prost alone, one thread: `tracelight-loadgen --decode-baseline`, before the first load run
+# and after each; a run is compared with the mean of the two around it), then, for each storage
 # configuration × protocol × batch size × connection count, starts a fresh collector on
 # loopback (own temp data directory), drives it with the load generator for DURATION seconds
 # and stops it. Prints one table: accepted spans/s, spans per collector CPU-second, the ratio
@@ -136,15 +136,17 @@ stop_collector() {
     collector_pid=
 }
 
-# The decode-only rate is measured before and after the load runs and averaged: on a shared
-# machine it moves by ±20 % from one minute to the next.
+# The decode-only rate moves by ±20 % from one minute to the next, even on a quiet machine, so
+# it is measured between the load runs: each run is compared with the mean of the measurement
+# just before it and the one just after it.
 decode_baseline() {
     echo "== decode-only baseline $1 (prost, 1 thread, ${DECODE_SECONDS}s)" >&2
     "$loadgen" --decode-baseline --batch 512 --duration "$DECODE_SECONDS" --json >"$OUT/decode-$1.json"
     jq -r '"   \(.spans_per_sec | floor) spans/s wall, \(.spans_per_cpu_second | floor) spans per CPU-second, \(.ns_per_span / 1000 * 100 | floor / 100) µs/span"' \
         "$OUT/decode-$1.json" >&2
 }
-decode_baseline before
+decode_baseline 0
+measured=0
 
 for storage in "${storages[@]}"; do
     for protocol in $PROTOCOLS; do
@@ -161,29 +163,35 @@ for storage in "${storages[@]}"; do
                     echo "ingest.sh: load run failed" >&2
                 fi
                 stop_collector
-                jq -c --arg storage "$storage" '. + {storage: $storage}' "$work/run.json" >>"$results"
+                decode_baseline $((measured + 1))
+                decode=$(jq -s 'map(.spans_per_cpu_second) | add / length' \
+                    "$OUT/decode-$measured.json" "$OUT/decode-$((measured + 1)).json")
+                measured=$((measured + 1))
+                jq -c --arg storage "$storage" --argjson decode "$decode" \
+                    '. + {storage: $storage, decode_spans_per_cpu_second: $decode}' \
+                    "$work/run.json" >>"$results"
             done
         done
     done
 done
 
-decode_baseline after
-decode_rate=$(jq -s 'map(.spans_per_cpu_second) | add / length' "$OUT/decode-before.json" "$OUT/decode-after.json")
-
+decode_files=()
+for i in $(seq 0 "$measured"); do decode_files+=("$OUT/decode-$i.json"); done
 echo
-echo "decode-only upper bound: $(printf '%.0f' "$decode_rate") spans per CPU-second (512-span request;" \
-    "before $(jq '.spans_per_cpu_second | floor' "$OUT/decode-before.json")," \
-    "after $(jq '.spans_per_cpu_second | floor' "$OUT/decode-after.json"))"
+echo "decode-only upper bound (512-span request, prost, 1 thread), spans per CPU-second:" \
+    "$(jq -s 'map(.spans_per_cpu_second | floor) | "min \(min), max \(max) over \(length) measurements"' \
+        "${decode_files[@]}" | tr -d '"'); each run is compared with the mean of the two around it"
 if [[ $default_backend == memory ]]; then
     echo "storage \"default\" is still the memory store in this build: ran --storage memory only"
 fi
 {
-    printf 'storage\tproto\tbatch\tconns\tspans/s\tspans/CPU-s\tx decode\tcores\tp50 ms\tp99 ms\tRSS peak MiB\trejected\terrors\n'
-    jq -r --argjson decode "$decode_rate" '
+    printf 'storage\tproto\tbatch\tconns\tspans/s\tspans/CPU-s\tdecode/CPU-s\tx decode\tcores\tp50 ms\tp99 ms\tRSS peak MiB\trejected\terrors\n'
+    jq -r '
         [ .storage, .protocol, .batch, .connections,
           (.accepted_spans_per_sec | floor),
           (.collector.spans_per_cpu_second // 0 | floor),
-          ((.collector.spans_per_cpu_second // 0) / $decode * 100 | floor / 100),
+          (.decode_spans_per_cpu_second | floor),
+          ((.collector.spans_per_cpu_second // 0) / .decode_spans_per_cpu_second * 100 | floor / 100),
           (.collector.cpu_cores * 100 | floor / 100),
           (.latency.p50_ms * 10 | floor / 10),
           (.latency.p99_ms * 10 | floor / 10),
@@ -193,4 +201,4 @@ fi
         ] | @tsv' "$results"
 } | column -t -s $'\t'
 echo
-echo "JSON results: $OUT (decode-before.json, decode-after.json, runs.jsonl)"
+echo "JSON results: $OUT (decode-N.json, runs.jsonl)"
