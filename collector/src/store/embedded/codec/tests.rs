@@ -1,0 +1,92 @@
+use std::sync::Arc;
+
+use super::*;
+use crate::model::{AttrValue, BatchView, KeyValue, Resource, Scope, Span, SpanKind, Status};
+
+#[test]
+fn same_str_agrees_with_eq_at_every_length_and_position() {
+    let base: String = (0..40u8).map(|i| char::from(b'a' + i % 26)).collect();
+    for n in 0..base.len() {
+        let a = &base[..n];
+        let copy = String::from(a); // another address: no shortcut on the pointer
+        assert!(same_str(a, &copy));
+        assert!(!same_str(a, &base[..n + 1]));
+        for pos in 0..n {
+            let mut b = a.as_bytes().to_vec();
+            b[pos] = b'#';
+            let b = String::from_utf8(b).unwrap();
+            assert!(!same_str(a, &b), "n={n} pos={pos}");
+        }
+    }
+}
+
+#[test]
+fn varint_and_zigzag_round_trip() {
+    for v in [0u64, 1, 127, 128, 300, u64::MAX] {
+        let mut b = Vec::new();
+        put_varint(&mut b, v);
+        assert_eq!(Reader::new(&b).varint().unwrap(), v);
+    }
+    for v in [0i64, -1, 1, i64::MIN, i64::MAX] {
+        assert_eq!(unzigzag(zigzag(v)), v);
+    }
+}
+
+#[test]
+fn truncated_input_is_an_error_not_a_panic() {
+    let resource = Arc::new(Resource {
+        service_name: "svc".to_owned(),
+        attributes: vec![],
+    });
+    let span = Span {
+        trace_id: TraceId::from_bytes([1; 16]).unwrap(),
+        span_id: SpanId::from_bytes([2; 8]).unwrap(),
+        parent_span_id: Some(SpanId::from_bytes([3; 8]).unwrap()),
+        trace_state: String::new(),
+        flags: 1,
+        name: "op".to_owned(),
+        kind: SpanKind::Server,
+        start_ns: 10,
+        end_ns: 5,
+        attributes: vec![KeyValue {
+            key: "k".to_owned(),
+            value: AttrValue::Array(vec![AttrValue::Int(-3), AttrValue::Double(1.5)]),
+        }],
+        events: vec![],
+        links: vec![],
+        status: Status::default(),
+        resource,
+        scope: Arc::new(Scope::default()),
+    };
+    let buf = encode_spans([&span]);
+    let back = Decoded::new(&buf).unwrap().decode_all().unwrap();
+    assert_eq!(back, vec![span]);
+    for cut in 0..buf.len() {
+        let _ = Decoded::new(&buf[..cut]).and_then(Decoded::decode_all);
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// A chunk encoded from the received bytes is byte for byte the chunk encoded from the
+    /// spans prost + `convert_request` make of them, and has the same summary.
+    #[test]
+    fn received_bytes_encode_like_converted_spans(
+        request in crate::model::generated_requests::request()
+    ) {
+        use prost::Message as _;
+        let bytes = request.encode_to_vec();
+        let parsed = crate::model::parse_request(&bytes).unwrap();
+        let converted = crate::model::convert_request(request);
+        let from_spans = BatchView::from_spans(&converted.batch.spans);
+        proptest::prop_assert_eq!(encode_batch(&parsed.batch), encode_batch(&from_spans));
+        let (a, b) = (
+            super::super::chunk::Summary::of_batch(&parsed.batch),
+            super::super::chunk::Summary::of_batch(&from_spans),
+        );
+        proptest::prop_assert_eq!(a.tags, b.tags);
+        proptest::prop_assert_eq!(a.ops, b.ops);
+        proptest::prop_assert_eq!(a.traces, b.traces);
+    }
+}
