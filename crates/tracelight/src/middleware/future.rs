@@ -84,9 +84,9 @@ impl State {
                     span.set_status(Status::error(panic.unwrap_or_default()));
                 }
             }
-            match self.start_time {
-                Some(t) => span.end_with_timestamp(t + elapsed),
-                None => span.end(),
+            // A span without a start time records nothing: ending it would only take its lock.
+            if let Some(t) = self.start_time {
+                span.end_with_timestamp(t + elapsed);
             }
         }
         if let Some(m) = &self.shared.metrics {
@@ -125,7 +125,9 @@ impl Drop for State {
         }
         // The client went away before a response: end the span now (not when the last clone
         // of its context goes) and keep the in-flight gauge honest.
-        if let Some(cx) = &self.span_cx {
+        if let Some(cx) = &self.span_cx
+            && self.start_time.is_some()
+        {
             cx.span().end();
         }
         if let Some(m) = &self.shared.metrics {
