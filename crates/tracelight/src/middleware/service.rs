@@ -60,7 +60,7 @@ impl<S: fmt::Debug> fmt::Debug for Tracelight<S> {
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Tracelight<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + 'static,
     ResBody: Default,
 {
     type Response = Response<ResBody>;
@@ -96,7 +96,9 @@ where
         } else {
             (None, None, None)
         };
-        let inner = {
+        let inner = if call_is_deferred::<S>() {
+            self.inner.call(req)
+        } else {
             let _scope = span_cx.as_ref().map(|cx| ServerScope::enter(cx, name));
             self.inner.call(req)
         };
@@ -115,6 +117,24 @@ where
                 finished: false,
             },
         )
+    }
+}
+
+/// Whether calling an `S` only stores the request, running nothing of the application until its
+/// future is first polled: then the server span need not be made current around `call` (that
+/// costs as much as the scope around each poll, where the application code does run). This is
+/// axum's [`Route`](axum::routing::Route), what `Router::layer` and `MethodRouter::layer` wrap:
+/// its `call` puts the request into a `tower::util::Oneshot`, which calls the route's services
+/// (the handler, layers added before this one) from its `poll`. For any other service the span is
+/// current around `call` too, since a tower service may do work there (create a span, log).
+fn call_is_deferred<S: 'static>() -> bool {
+    #[cfg(feature = "axum")]
+    {
+        std::any::TypeId::of::<S>() == std::any::TypeId::of::<axum::routing::Route>()
+    }
+    #[cfg(not(feature = "axum"))]
+    {
+        false
     }
 }
 
