@@ -20,7 +20,8 @@ use crate::propagation::{TRACEPARENT, format_traceparent};
 use crate::trace::{RequestSpanName, name_request_span};
 
 /// Makes the server span current on this thread (OTel context, and its name for log lines)
-/// until dropped: around `call` and each poll of the inner future.
+/// until dropped: around each poll of the inner future, and around the inner `call` unless that
+/// only stores the request (axum's `Route`, see `service.rs`).
 pub(crate) struct ServerScope {
     _name: Option<RequestSpanName>,
     _cx: ContextGuard,
