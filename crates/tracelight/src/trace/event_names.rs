@@ -7,9 +7,9 @@
 //! message was the same on its first two events has its text leaked once and used as a
 //! `&'static str` from then on, until it differs (the callsite is then marked as varying and
 //! always allocates, as before). Once interned, a message is compared with the interned text
-//! while it is formatted, without being copied anywhere. Memory is bounded: at most one name of at most [`INLINE`] bytes
-//! per callsite, and callsites are the program's own `tracing` macros (capped at
-//! [`MAX_CALLSITES`] all the same).
+//! while it is formatted, without being copied anywhere. Memory is bounded: at most one name of
+//! at most [`INLINE`] bytes per callsite, and callsites are the program's own `tracing` macros
+//! (capped at [`MAX_CALLSITES`] all the same).
 
 use std::borrow::Cow;
 use std::cell::Cell;
