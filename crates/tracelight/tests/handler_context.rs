@@ -218,3 +218,80 @@ async fn an_abandoned_request_still_ends_its_span() {
         "{metrics}"
     );
 }
+
+/// A tower service that notes the span id of `current_context()` when it is *called* (not
+/// polled), then calls `inner`.
+#[derive(Clone)]
+struct NoteContextOnCall<S> {
+    inner: S,
+    seen: std::sync::Arc<parking_lot::Mutex<Option<String>>>,
+}
+
+impl<S, B> tower::Service<Request<B>> for NoteContextOnCall<S>
+where
+    S: tower::Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let span_id = tracelight::current_context()
+            .span()
+            .span_context()
+            .span_id()
+            .to_string();
+        *self.seen.lock() = Some(span_id);
+        self.inner.call(req)
+    }
+}
+
+fn traceparent_span_id(response: &http::Response<Body>) -> String {
+    response.headers()["traceparent"].to_str().unwrap()[36..52].to_owned()
+}
+
+/// The server span is current when the services inside the layer are called, whether axum
+/// calls them from its route's future (`Router::layer`, the layer then skips the scope around
+/// its inner `call`) or the layer wraps a plain tower service (scope around `call`).
+#[tokio::test]
+async fn inner_services_are_called_inside_the_server_span() {
+    let logs = LogCapture::new();
+    let telemetry = app::telemetry_without_export(&logs);
+    let seen = std::sync::Arc::new(parking_lot::Mutex::new(None));
+    let note = {
+        let seen = seen.clone();
+        tower::layer::layer_fn(move |inner| NoteContextOnCall {
+            inner,
+            seen: seen.clone(),
+        })
+    };
+
+    // axum: a layer added before tracelight's, around the handler.
+    let router = Router::new()
+        .route("/direct/{id}", get(direct))
+        .layer(note)
+        .layer(telemetry.layer());
+    let response = router.oneshot(get_req("/direct/9")).await.unwrap();
+    let expected = traceparent_span_id(&response);
+    assert_eq!(seen.lock().take(), Some(expected));
+
+    // A plain tower service under the layer.
+    let handler = tower::service_fn(|_req: Request<Body>| async {
+        Ok::<_, std::convert::Infallible>(http::Response::new(Body::empty()))
+    });
+    let noted = NoteContextOnCall {
+        inner: handler,
+        seen: seen.clone(),
+    };
+    let service = tower::Layer::layer(&telemetry.layer(), noted);
+    let response = service.oneshot(get_req("/plain")).await.unwrap();
+    let expected = traceparent_span_id(&response);
+    assert_eq!(seen.lock().take(), Some(expected));
+}

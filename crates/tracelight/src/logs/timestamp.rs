@@ -1,12 +1,67 @@
 //! RFC 3339 UTC timestamps with microseconds, without a date-time dependency.
 
+use std::cell::RefCell;
 use std::fmt::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Appends `now` as `YYYY-MM-DDTHH:MM:SS.ffffffZ`. Digits are written into a fixed buffer, not
-/// through `core::fmt` (which cost about ten times as much, on every log line).
+/// The date and time (to the second) of the last timestamp written on this thread.
+struct LastSecond {
+    /// Seconds since the Unix epoch; `u64::MAX` before the first timestamp.
+    secs: u64,
+    /// `YYYY-MM-DDTHH:MM:SS.` for `secs`.
+    prefix: String,
+}
+
+thread_local! {
+    static LAST_SECOND: RefCell<LastSecond> = const {
+        RefCell::new(LastSecond {
+            secs: u64::MAX,
+            prefix: String::new(),
+        })
+    };
+}
+
+/// Appends `now` as `YYYY-MM-DDTHH:MM:SS.ffffffZ`. Log lines come many per second, so the
+/// part up to the second is kept per thread and only the microseconds are formatted when the
+/// second is the same as the last one's; digits are written without `core::fmt` (which cost
+/// about ten times as much, on every log line).
 pub(super) fn write_rfc3339(buf: &mut String, now: SystemTime) {
     let d = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let reused = LAST_SECOND.with(|last| {
+        let Ok(last) = last.try_borrow() else {
+            return false;
+        };
+        if last.secs != secs {
+            return false;
+        }
+        buf.push_str(&last.prefix);
+        true
+    });
+    if reused {
+        let mut micros = *b"000000Z";
+        digits(&mut micros[..6], u64::from(d.subsec_micros()));
+        buf.extend(micros.iter().map(|&b| char::from(b)));
+        return;
+    }
+    let start = buf.len();
+    write_full(buf, d);
+    // Remember the date and time of this second (not for the years past 9999).
+    if let Some(prefix) = buf.get(start..).and_then(|t| t.get(..20))
+        && prefix.ends_with('.')
+    {
+        LAST_SECOND.with(|last| {
+            if let Ok(mut last) = last.try_borrow_mut() {
+                last.secs = secs;
+                last.prefix.clear();
+                last.prefix.push_str(prefix);
+            }
+        });
+    }
+}
+
+/// [`write_rfc3339`] for `d` since the epoch, every field computed.
+fn write_full(buf: &mut String, d: std::time::Duration) {
     let secs = d.as_secs();
     let days = i64::try_from(secs / 86_400).unwrap_or(0);
     let rem = secs % 86_400;
@@ -69,6 +124,28 @@ mod tests {
             UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_micros(micros),
         );
         s
+    }
+
+    #[test]
+    fn same_second_reuses_the_date_and_time() {
+        // Alternating and repeated seconds on one thread, each checked against a fresh
+        // computation of the whole timestamp.
+        for (secs, micros) in [
+            (1_796_066_400, 1),
+            (1_796_066_400, 999_999),
+            (1_796_066_401, 0),
+            (1_796_066_400, 5),
+            (0, 0),
+            (0, 7),
+            (253_402_300_800, 7),
+            (253_402_300_800, 8),
+            (1_796_066_400, 42),
+        ] {
+            let d = Duration::from_secs(secs) + Duration::from_micros(micros);
+            let mut full = String::new();
+            write_full(&mut full, d);
+            assert_eq!(at(secs, micros), full);
+        }
     }
 
     #[test]

@@ -20,7 +20,8 @@ use crate::propagation::{TRACEPARENT, format_traceparent};
 use crate::trace::{RequestSpanName, name_request_span};
 
 /// Makes the server span current on this thread (OTel context, and its name for log lines)
-/// until dropped: around `call` and each poll of the inner future.
+/// until dropped: around each poll of the inner future, and around the inner `call` unless that
+/// only stores the request (axum's `Route`, see `service.rs`).
 pub(crate) struct ServerScope {
     _name: Option<RequestSpanName>,
     _cx: ContextGuard,
@@ -84,9 +85,9 @@ impl State {
                     span.set_status(Status::error(panic.unwrap_or_default()));
                 }
             }
-            match self.start_time {
-                Some(t) => span.end_with_timestamp(t + elapsed),
-                None => span.end(),
+            // A span without a start time records nothing: ending it would only take its lock.
+            if let Some(t) = self.start_time {
+                span.end_with_timestamp(t + elapsed);
             }
         }
         if let Some(m) = &self.shared.metrics {
@@ -125,7 +126,9 @@ impl Drop for State {
         }
         // The client went away before a response: end the span now (not when the last clone
         // of its context goes) and keep the in-flight gauge honest.
-        if let Some(cx) = &self.span_cx {
+        if let Some(cx) = &self.span_cx
+            && self.start_time.is_some()
+        {
             cx.span().end();
         }
         if let Some(m) = &self.shared.metrics {

@@ -60,7 +60,7 @@ impl<S: fmt::Debug> fmt::Debug for Tracelight<S> {
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Tracelight<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + 'static,
     ResBody: Default,
 {
     type Response = Response<ResBody>;
@@ -96,7 +96,9 @@ where
         } else {
             (None, None, None)
         };
-        let inner = {
+        let inner = if call_is_deferred::<S>() {
+            self.inner.call(req)
+        } else {
             let _scope = span_cx.as_ref().map(|cx| ServerScope::enter(cx, name));
             self.inner.call(req)
         };
@@ -115,6 +117,24 @@ where
                 finished: false,
             },
         )
+    }
+}
+
+/// Whether calling an `S` only stores the request, running nothing of the application until its
+/// future is first polled: then the server span need not be made current around `call` (that
+/// costs as much as the scope around each poll, where the application code does run). This is
+/// axum's [`Route`](axum::routing::Route), what `Router::layer` and `MethodRouter::layer` wrap:
+/// its `call` puts the request into a `tower::util::Oneshot`, which calls the route's services
+/// (the handler, layers added before this one) from its `poll`. For any other service the span is
+/// current around `call` too, since a tower service may do work there (create a span, log).
+fn call_is_deferred<S: 'static>() -> bool {
+    #[cfg(feature = "axum")]
+    {
+        std::any::TypeId::of::<S>() == std::any::TypeId::of::<axum::routing::Route>()
+    }
+    #[cfg(not(feature = "axum"))]
+    {
+        false
     }
 }
 
@@ -198,7 +218,9 @@ fn server_span<B>(
     };
     let early = shared.likely_recorded(parent.span().span_context());
     let start_time = SystemTime::now();
-    let early_attributes = early.then(|| attributes(req, &scanned, method, scheme, route_value()));
+    let template = interned.map(|r| r.route);
+    let early_attributes =
+        early.then(|| attributes(req, &scanned, method, scheme, route_value(), template));
     if parent.is_telemetry_suppressed() || shared.sink.is_shut_down() {
         // The SDK makes an invalid, non-recording span then; let it.
         let mut builder = SpanBuilder::from_name(name)
@@ -264,7 +286,7 @@ fn server_span<B>(
         sampling.trace_state,
     );
     let mut attributes = early_attributes
-        .unwrap_or_else(|| attributes(req, &scanned, method, scheme, route_value()));
+        .unwrap_or_else(|| attributes(req, &scanned, method, scheme, route_value(), template));
     attributes.extend(sampling.attributes);
     let mut span_links = SpanLinks::default();
     span_links.links = links.unwrap_or_default();
@@ -322,12 +344,14 @@ impl<'a> Scanned<'a> {
 const MAX_REQUEST_ATTRIBUTES: usize = 12;
 
 /// The semconv attributes known before the response, with room for those of the response.
+/// `template` is the interned route template, if any.
 fn attributes<B>(
     req: &Request<B>,
     scanned: &Scanned<'_>,
     method: u8,
     scheme: u8,
     route: Option<Value>,
+    template: Option<&'static str>,
 ) -> Vec<KeyValue> {
     let method_str = METHODS[usize::from(method).min(METHODS.len() - 1)];
     let mut out = Vec::with_capacity(MAX_REQUEST_ATTRIBUTES);
@@ -341,7 +365,10 @@ fn attributes<B>(
     if let Some(route) = route {
         out.push(KeyValue::new("http.route", route));
     }
-    out.push(KeyValue::new("url.path", req.uri().path().to_owned()));
+    out.push(KeyValue::new(
+        "url.path",
+        url_path(req.uri().path(), template),
+    ));
     out.push(KeyValue::new(
         "url.scheme",
         SCHEMES[usize::from(scheme).min(SCHEMES.len() - 1)],
@@ -366,6 +393,15 @@ fn attributes<B>(
         }
     }
     out
+}
+
+/// `url.path`: the route template itself when the path is exactly that (a route without
+/// parameters, such as `/orders` or `/health`), shared instead of copied into a new string.
+fn url_path(path: &str, template: Option<&'static str>) -> Value {
+    match template {
+        Some(t) if t == path => Value::from(t),
+        _ => Value::from(path.to_owned()),
+    }
 }
 
 /// `server.address` / `server.port` from the URI (HTTP/2) or the `Host` header (HTTP/1.1).
@@ -444,6 +480,22 @@ mod tests {
             (some("shop.example"), None)
         );
         assert_eq!(authority(&req("/x", None)), (None, None));
+    }
+
+    #[test]
+    fn url_path_shares_a_template_without_parameters() {
+        let template: &'static str = "/orders";
+        let Value::String(shared) = url_path("/orders", Some(template)) else {
+            panic!("string expected");
+        };
+        assert!(std::ptr::eq(shared.as_str(), template));
+        for (path, template) in [
+            ("/orders/42", Some("/orders/{id}")),
+            ("/orders", None),
+            ("/orders/", Some("/orders")),
+        ] {
+            assert_eq!(url_path(path, template), Value::from(path.to_owned()));
+        }
     }
 
     #[test]

@@ -6,9 +6,10 @@
 //! (often two) per event. The message is now formatted into a stack buffer; a callsite whose
 //! message was the same on its first two events has its text leaked once and used as a
 //! `&'static str` from then on, until it differs (the callsite is then marked as varying and
-//! always allocates, as before). Memory is bounded: at most one name of at most [`INLINE`] bytes
-//! per callsite, and callsites are the program's own `tracing` macros (capped at
-//! [`MAX_CALLSITES`] all the same).
+//! always allocates, as before). Once interned, a message is compared with the interned text
+//! while it is formatted, without being copied anywhere. Memory is bounded: at most one name of
+//! at most [`INLINE`] bytes per callsite, and callsites are the program's own `tracing` macros
+//! (capped at [`MAX_CALLSITES`] all the same).
 
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -61,9 +62,45 @@ impl fmt::Write for StackText {
     }
 }
 
+/// Compares what is written into it with `expected`, copying nothing; fails at the first
+/// difference (or once past the end of `expected`).
+struct SameAs<'a> {
+    expected: &'a [u8],
+    matched: usize,
+}
+
+impl fmt::Write for SameAs<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.matched + s.len();
+        match self.expected.get(self.matched..end) {
+            Some(part) if part == s.as_bytes() => {
+                self.matched = end;
+                Ok(())
+            }
+            _ => Err(fmt::Error),
+        }
+    }
+}
+
 /// The event name for `message` (a `tracing` `message` field) logged at `callsite` (the address
 /// of the callsite's `'static` metadata).
 pub(crate) fn event_name(callsite: usize, message: &dyn fmt::Debug) -> Cow<'static, str> {
+    let slot = (callsite >> 4) % RECENT_SLOTS;
+    if let Some((c, name)) = RECENT.with(|r| r[slot].get())
+        && c == callsite
+    {
+        // The usual case: the callsite's interned message, checked while it is formatted
+        // instead of formatted into a buffer first.
+        let mut same = SameAs {
+            expected: name.as_bytes(),
+            matched: 0,
+        };
+        if write!(same, "{message:?}").is_ok() && same.matched == name.len() {
+            return Cow::Borrowed(name);
+        }
+        // The message changed: `intern` below marks the callsite as varying.
+        RECENT.with(|r| r[slot].set(None));
+    }
     let mut text = StackText {
         buf: [0; INLINE],
         len: 0,
@@ -75,14 +112,6 @@ pub(crate) fn event_name(callsite: usize, message: &dyn fmt::Debug) -> Cow<'stat
     let Ok(text) = std::str::from_utf8(&text.buf[..text.len]) else {
         return Cow::Owned(format!("{message:?}"));
     };
-    let slot = (callsite >> 4) % RECENT_SLOTS;
-    let cached = RECENT.with(|r| r[slot].get());
-    if let Some((c, name)) = cached
-        && c == callsite
-        && name == text
-    {
-        return Cow::Borrowed(name);
-    }
     match intern(callsite, text) {
         Some(name) => {
             RECENT.with(|r| r[slot].set(Some((callsite, name))));
@@ -159,6 +188,19 @@ mod tests {
         let _ = event_name(C, &format_args!("same"));
         assert_eq!(event_name(C, &format_args!("other")), "other");
         assert_eq!(event_name(C, &format_args!("same")), "same");
+    }
+
+    #[test]
+    fn a_message_that_only_extends_or_shortens_the_interned_one_is_not_it() {
+        const D: usize = 0x1000_0040;
+        let _ = event_name(D, &format_args!("stock {}", "low"));
+        assert_eq!(event_name(D, &format_args!("stock {}", "low")), "stock low");
+        assert_eq!(
+            event_name(D, &format_args!("stock {}", "low!")),
+            "stock low!"
+        );
+        assert_eq!(event_name(D, &format_args!("stock {}", "lo")), "stock lo");
+        assert_eq!(event_name(D, &format_args!("stock {}", "low")), "stock low");
     }
 
     #[test]
