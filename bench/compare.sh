@@ -11,7 +11,8 @@
 # Per run: server CPU time (utime+stime from /proc/PID/stat over the measured wrk run, all
 # threads, so span export and metrics upkeep count) / requests served, req/s and p99 from wrk.
 # The table shows the median over rounds and ratios to bare; it is also written as markdown to
-# bench/results/compare-<date>.md.
+# bench/results/compare-<date>.md (compare-<date>-2.md, -3.md, … when that exists: earlier results
+# of the day are never overwritten).
 #
 # The machine has 2 cores: the server is pinned to CPU 0 and wrk to CPU 1 with taskset (when
 # available), so the server is CPU-bound on one core and throughput ~ 1 / (CPU per request).
@@ -154,6 +155,11 @@ done
 DATE=$(date +%Y-%m-%d)
 mkdir -p "$RESULTS"
 REPORT=$RESULTS/compare-$DATE.md
+n=1
+while [[ -e $REPORT ]]; do
+    n=$((n + 1))
+    REPORT=$RESULTS/compare-$DATE-$n.md
+done
 table() { # medians per mode, ratios to bare; $1 = markdown (1) or text (0)
     awk -v md="$1" -v modes="$MODES" '
     function median(list,   a, n, i, j, t) {
