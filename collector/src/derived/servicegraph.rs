@@ -16,6 +16,7 @@
 use std::hash::{Hash, Hasher};
 
 use hashbrown::HashMap;
+use hashbrown::hash_map::Entry;
 
 use super::exposition;
 use super::names::{
@@ -171,7 +172,8 @@ impl ServiceGraph {
             },
             SpanKind::Internal | SpanKind::Unspecified => return,
         };
-        if !self.pending.contains_key(&key) && self.pending.len() >= self.limits.max_pending {
+        // The cap needs a lookup only when it is reached.
+        if self.pending.len() >= self.limits.max_pending && !self.pending.contains_key(&key) {
             self.dropped += 1;
             return;
         }
@@ -180,38 +182,56 @@ impl ServiceGraph {
             .flatten();
         let half = Half::of(span, service, peer.as_deref());
         let deadline = now + self.limits.wait;
-        let entry = self.pending.entry(key).or_insert_with(|| Pending {
-            deadline,
-            ..Pending::default()
-        });
+        // One lookup: the entry either waits for its other half or is taken out complete.
+        let mut entry = match self.pending.entry(key) {
+            Entry::Occupied(entry) => entry,
+            Entry::Vacant(vacant) => {
+                let pending = if is_client {
+                    Pending {
+                        client: Some(half),
+                        server: None,
+                        deadline,
+                    }
+                } else {
+                    Pending {
+                        client: None,
+                        server: Some(half),
+                        deadline,
+                    }
+                };
+                vacant.insert(pending);
+                return;
+            }
+        };
+        let waiting = entry.get_mut();
         let slot = if is_client {
-            &mut entry.client
+            &mut waiting.client
         } else {
-            &mut entry.server
+            &mut waiting.server
         };
         if slot.replace(half).is_some() {
             // A duplicate half (a span sent twice): keep the newer one.
             self.unpaired += 1;
         }
-        if entry.client.is_some()
-            && entry.server.is_some()
-            && let Some(Pending {
-                client: Some(client),
-                server: Some(server),
-                ..
-            }) = self.pending.remove(&key)
+        if waiting.client.is_none() || waiting.server.is_none() {
+            return;
+        }
+        if let Pending {
+            client: Some(client),
+            server: Some(server),
+            ..
+        } = entry.remove()
         {
             let connection = if client.messaging || server.messaging {
                 Connection::Messaging
             } else {
                 Connection::Direct
             };
-            let server_name = server.service.clone();
             self.record(
                 hasher,
                 &client,
                 Some(&server),
-                &server_name,
+                &server.service,
                 connection,
                 now,
             );
