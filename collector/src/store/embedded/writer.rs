@@ -595,7 +595,6 @@ impl Writer {
         let result =
             write_all_vectored(&mut self.wal, &mut slices).and_then(|()| self.wal.sync_data());
         drop(slices);
-        self.shared.commits.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = result {
             tracing::error!(error = %e, "WAL write failed; the store refuses further writes");
             self.failed = Some(e.to_string());
@@ -607,6 +606,7 @@ impl Writer {
             }
             return;
         }
+        self.shared.commits.fetch_add(1, Ordering::Relaxed);
         let written = written as u64;
         self.wal_len += written;
         // Records past the end of a spare (or in a file that had none) grow the file.
