@@ -1,11 +1,12 @@
 //! Forwarding to upstream OTLP endpoints through persistent, fsynced queues.
 //!
 //! ```text
-//! pipeline worker ── the request's protobuf bytes ──────────┬─► queue A: commit thread (group commit, fdatasync)
-//!      │   (re-encoded from the valid spans only when some    └─► queue B: …
+//! receiving task ── the request's protobuf bytes ──────────┬─► queue A: commit thread (group commit, fdatasync)
+//!      │   (re-encoded from the valid spans only when some   └─► queue B: …
 //!      │    were rejected, or for a JSON request)
-//!      └─► store.write_prepared (concurrently)
-//!      ack the client once the store and every queue have the batch
+//!      └─► the prepared chunk ─► store.submit_prepared (the store's commit thread, concurrently)
+//!      ack the client once the store and every queue have the batch (completion callbacks;
+//!      a memory store gets the batch on a pipeline worker, which writes both and waits)
 //!
 //! queue ──► sender (per upstream): take records, merge into one request (≤ max_batch_spans),
 //!           ≤ max_in_flight requests, retry with backoff ──► upstream (gRPC or HTTP/protobuf)
