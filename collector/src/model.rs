@@ -11,6 +11,7 @@
 mod ids;
 mod otlp;
 mod span;
+mod text;
 mod trace;
 mod view;
 mod wire;
@@ -25,6 +26,7 @@ pub use span::{
     AttrValue, Event, KeyValue, Link, NO_SERVICE_NAME, Resource, Scope, Span, SpanBatch, SpanKind,
     Status, StatusCode,
 };
+pub(crate) use text::same_str;
 pub use trace::{DependencyLink, Trace, count_dependencies, links_from_counts};
 pub use view::{
     BatchView, EventView, KvView, LinkView, ResourceView, ScopeView, SpanRef, SpanView, ValueView,

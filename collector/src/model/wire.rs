@@ -18,6 +18,7 @@
 use super::ids::{SpanId, TraceId};
 use super::otlp::{MAX_VALUE_DEPTH, SpanRejection, validate_ids};
 use super::span::{AttrValue, KeyValue, NO_SERVICE_NAME, SpanKind, StatusCode};
+use super::text::{RecentStrs, Slot};
 use super::view::{
     BatchView, EventView, KvView, LinkView, ResourceView, ScopeView, SpanView, ValueView,
 };
@@ -209,7 +210,13 @@ fn utf8(bytes: &[u8]) -> Result<&str, WireError> {
 
 /// Reads an `ExportTraceServiceRequest`.
 pub fn parse_request(buf: &[u8]) -> Result<Parsed<'_>, WireError> {
-    let mut p = Parser::default();
+    let mut p = Parser {
+        out: Parsed {
+            batch: BatchView::with_capacity_for(buf.len()),
+            ..Parsed::default()
+        },
+        recent: RecentStrs::default(),
+    };
     let mut c = Cursor::new(buf);
     while let Some((field, wt)) = c.key()? {
         if field == 1 {
@@ -222,9 +229,10 @@ pub fn parse_request(buf: &[u8]) -> Result<Parsed<'_>, WireError> {
     Ok(p.out)
 }
 
-#[derive(Default)]
 struct Parser<'a> {
     out: Parsed<'a>,
+    /// The previous span's attribute strings, by position (see [`RecentStrs`]).
+    recent: RecentStrs<'a>,
 }
 
 // Message nesting depths (the request is 0), passed to `skip` and `key_value` for the recursion
@@ -346,6 +354,7 @@ impl<'a> Parser<'a> {
         let mut status_code = 0;
         // Attributes in a first pass, events and links after, each kept contiguous.
         let mut events_or_links = false;
+        let mut attribute = 0;
         let mut c = Cursor::new(buf);
         while let Some((field, wt)) = c.key()? {
             match field {
@@ -383,7 +392,10 @@ impl<'a> Parser<'a> {
                 }
                 9 => {
                     expect(M, field, wt, LEN)?;
-                    self.key_value(c.bytes()?, 4)?;
+                    let (key, value) =
+                        key_value(c.bytes()?, 4, Some((&mut self.recent, attribute)))?;
+                    self.out.batch.kvs.push(KvView { key, value });
+                    attribute += 1;
                 }
                 11 | 13 => {
                     expect(M, field, wt, LEN)?;
@@ -547,14 +559,20 @@ impl<'a> Parser<'a> {
 
     /// Reads a `KeyValue` at message depth `depth` and appends it.
     fn key_value(&mut self, buf: &'a [u8], depth: usize) -> Result<(), WireError> {
-        let (key, value) = key_value(buf, depth)?;
+        let (key, value) = key_value(buf, depth, None)?;
         self.out.batch.kvs.push(KvView { key, value });
         Ok(())
     }
 }
 
-/// A `KeyValue` message at message depth `depth`: its key and its value.
-fn key_value(buf: &[u8], depth: usize) -> Result<(&str, ValueView<'_>), WireError> {
+/// A `KeyValue` message at message depth `depth`: its key and its value. With `recent`, the
+/// attribute at that position of a span: its strings are compared with the previous span's
+/// there before being validated.
+fn key_value<'a>(
+    buf: &'a [u8],
+    depth: usize,
+    mut recent: Option<(&mut RecentStrs<'a>, usize)>,
+) -> Result<(&'a str, ValueView<'a>), WireError> {
     if depth > RECURSION_LIMIT {
         return Err(WireError::Depth);
     }
@@ -564,11 +582,17 @@ fn key_value(buf: &[u8], depth: usize) -> Result<(&str, ValueView<'_>), WireErro
         match field {
             1 => {
                 expect("KeyValue", field, wt, LEN)?;
-                key = utf8(c.bytes()?)?;
+                let bytes = c.bytes()?;
+                key = match &mut recent {
+                    Some((recent, at)) => recent.str(Slot::Key(*at), bytes),
+                    None => std::str::from_utf8(bytes),
+                }
+                .map_err(|_| WireError::Utf8)?;
             }
             2 => {
                 expect("KeyValue", field, wt, LEN)?;
-                value = merge_any_value(value, c.bytes()?, depth + 1)?;
+                let value_recent = recent.as_mut().map(|(r, at)| (&mut **r, *at));
+                value = merge_any_value(value, c.bytes()?, depth + 1, value_recent)?;
             }
             _ => c.skip(field, wt, depth + 1)?,
         }
@@ -577,11 +601,13 @@ fn key_value(buf: &[u8], depth: usize) -> Result<(&str, ValueView<'_>), WireErro
 }
 
 /// Reads an `AnyValue` at message depth `depth` into `prev` (a repeated field merges: the
-/// last value set wins).
+/// last value set wins). With `recent`, the value of the attribute at that position of a span
+/// (see [`key_value`]).
 fn merge_any_value<'a>(
     prev: ValueView<'a>,
     buf: &'a [u8],
     depth: usize,
+    mut recent: Option<(&mut RecentStrs<'a>, usize)>,
 ) -> Result<ValueView<'a>, WireError> {
     const M: &str = "AnyValue";
     if depth > RECURSION_LIMIT {
@@ -593,7 +619,14 @@ fn merge_any_value<'a>(
         value = match field {
             1 => {
                 expect(M, field, wt, LEN)?;
-                ValueView::Str(utf8(c.bytes()?)?)
+                let bytes = c.bytes()?;
+                ValueView::Str(
+                    match &mut recent {
+                        Some((recent, at)) => recent.str(Slot::Value(*at), bytes),
+                        None => std::str::from_utf8(bytes),
+                    }
+                    .map_err(|_| WireError::Utf8)?,
+                )
             }
             2 => {
                 expect(M, field, wt, VARINT)?;
@@ -645,9 +678,9 @@ fn check_nested(map: bool, buf: &[u8], depth: usize) -> Result<(), WireError> {
             expect(message, field, wt, LEN)?;
             let item = c.bytes()?;
             if map {
-                key_value(item, depth + 1)?;
+                key_value(item, depth + 1, None)?;
             } else {
-                merge_any_value(ValueView::Empty, item, depth + 1)?;
+                merge_any_value(ValueView::Empty, item, depth + 1, None)?;
             }
         } else {
             c.skip(field, wt, depth + 1)?;
@@ -674,9 +707,9 @@ pub(crate) fn nested_items(
             let item = c.bytes().ok()?;
             // The depth was checked by `check_nested`; 0 here only bounds the read.
             let read = if map {
-                key_value(item, 0)
+                key_value(item, 0, None)
             } else {
-                merge_any_value(ValueView::Empty, item, 0).map(|v| ("", v))
+                merge_any_value(ValueView::Empty, item, 0, None).map(|v| ("", v))
             };
             if let Ok(kv) = read {
                 return Some(kv);

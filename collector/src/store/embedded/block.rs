@@ -9,7 +9,8 @@
 use std::sync::Arc;
 
 use super::chunk::{Chunk, Summary};
-use super::codec::{DecodeError, Reader, put_varint, same_str};
+use super::codec::{DecodeError, Reader, put_varint};
+use crate::model::same_str;
 use crate::model::{
     BatchView, KvView, ScopeView, SpanKind, SpanRef, StatusCode, TraceId, ValueView,
 };
@@ -473,7 +474,8 @@ pub(crate) struct BuiltBlock {
 /// Computed by `write_batch` on the caller's thread, while the spans are still in its cache,
 /// and merged per block.
 pub(crate) fn tag_hashes(batch: &BatchView<'_>) -> Vec<u64> {
-    let mut tags: Vec<u64> = Vec::new();
+    // At most one hash per attribute and a few per span (name, kind, status), before dedup.
+    let mut tags: Vec<u64> = Vec::with_capacity(batch.attribute_count() + batch.len() * 4);
     let mut keys = KeyHashes::default();
     let mut push = |h| tags.push(h);
     let mut resource_seen = vec![false; batch.resources().len()];

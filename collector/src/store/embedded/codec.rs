@@ -63,36 +63,6 @@ impl std::hash::Hasher for FxHasher {
 
 pub(crate) type FxMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
 
-// === string equality ===
-
-/// `a == b`, inline for the short keys and values that the per-position caches compare on
-/// every span (a call to `memcmp` cost more than the comparison itself).
-#[inline]
-pub(crate) fn same_str(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    let n = a.len();
-    if n != b.len() {
-        return false;
-    }
-    if n < 8 {
-        return a.iter().zip(b).all(|(x, y)| x == y);
-    }
-    let word = |s: &[u8], at: usize| {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&s[at..at + 8]);
-        u64::from_ne_bytes(w)
-    };
-    let mut at = 0;
-    while at + 8 < n {
-        if word(a, at) != word(b, at) {
-            return false;
-        }
-        at += 8;
-    }
-    // The last eight bytes, overlapping the words already compared.
-    word(a, n - 8) == word(b, n - 8)
-}
-
 // === varints ===
 
 pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {

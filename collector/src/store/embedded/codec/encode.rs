@@ -1,8 +1,9 @@
 //! Encoding spans into the shared format (see the parent module).
 
-use super::{FxMap, INTERN_MAX_LEN, put_varint, same_str, zigzag};
+use super::{FxMap, INTERN_MAX_LEN, put_varint, zigzag};
 #[cfg(test)]
 use crate::model::Span;
+use crate::model::same_str;
 use crate::model::{
     AttrValue, BatchView, KvView, MAX_VALUE_DEPTH, SpanRef, ValueView, nested_items, nested_len,
 };
@@ -17,12 +18,14 @@ pub(crate) fn encode_spans<'s>(spans: impl IntoIterator<Item = &'s Span>) -> Vec
 pub(crate) fn encode_batch<'s>(batch: &BatchView<'s>) -> Vec<u8> {
     let mut spans: Vec<SpanRef<'_, 's>> = batch.spans().collect();
     spans.sort_by_key(|s| (s.trace_id, s.start_ns, s.span_id));
-    let mut enc = Encoder::default();
+    let mut enc = Encoder::with_capacity(spans.len() * 2 + 16);
     let base = spans.iter().map(|s| s.start_ns).min().unwrap_or(0);
-    let mut body = Vec::with_capacity(spans.len() * 160);
+    // Room for a span's fixed fields (≈ 40 bytes) and ≈ 4 bytes per attribute, so that the
+    // usual batch does not grow (copy) the buffer.
+    let mut body = Vec::with_capacity(spans.len() * 48 + batch.attribute_count() * 4);
     let groups: Vec<&[SpanRef<'_, 's>]> = spans.chunk_by(|a, b| a.trace_id == b.trace_id).collect();
     put_varint(&mut body, groups.len() as u64);
-    let mut group_buf = Vec::new();
+    let mut group_buf = Vec::with_capacity(4096);
     for group in groups {
         group_buf.clear();
         let mut prev = base;
@@ -72,6 +75,15 @@ const SPAN_SLOTS: usize = 3;
 const RECENT_SLOTS: usize = SPAN_SLOTS + 64;
 
 impl<'s> Encoder<'s> {
+    /// An encoder with room for `strings` distinct strings.
+    fn with_capacity(strings: usize) -> Self {
+        Self {
+            string_ids: FxMap::with_capacity_and_hasher(strings, Default::default()),
+            strings: Vec::with_capacity(strings),
+            ..Self::default()
+        }
+    }
+
     fn intern(&mut self, s: &'s str) -> u32 {
         let next = self.strings.len() as u32;
         *self.string_ids.entry(s).or_insert_with(|| {
