@@ -26,7 +26,7 @@
 #
 # Environment: ROUNDS=2 DURATION=15 WARMUP=2 PROTOCOL=grpc BATCH=512 CONNECTIONS=4
 #              MODES="alone forward agent" BASE_PORT=44170 NO_BUILD=1 (skip cargo build)
-#              FORWARD_COMPRESSION=gzip (or none: A → B on loopback gains nothing from gzip)
+#              FORWARD_COMPRESSION=gzip (or zstd, or none: A → B on loopback gains nothing from it)
 #              PIN=0|1|2 SAMPLE=0.5 COLLECTOR=path (another collector binary, e.g. a baseline)
 # Needs: cargo, curl, jq. Only loopback addresses are used.
 set -euo pipefail

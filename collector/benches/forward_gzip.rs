@@ -12,7 +12,9 @@
 //! - `flate2_level6`: flate2's compiled backend (zlib-rs) at level 6 — tonic's compression now;
 //! - `forward_body`: `forward::body::gzip`, what the sender runs now (zlib-rs, level 1);
 //! - `gunzip_flate2` / `inflate_miniz`: decompressing the `forward_body` output with flate2
-//!   (zlib-rs) and with `miniz_oxide`.
+//!   (zlib-rs) and with `miniz_oxide`;
+//! - `zstd_body`: `forward::body::zstd` (level 1, one context per thread), the sender's
+//!   `--forward-compression zstd`, and `unzstd` decompressing it.
 //!
 //! Run with: `cargo bench -p tracelight-collector --bench forward_gzip`. Compressed sizes are
 //! printed once per payload.
@@ -63,6 +65,7 @@ fn compress(c: &mut Criterion) {
             ("miniz_level1", miniz_gzip(data, 1).0.len() + 18),
             ("flate2_level6", flate2_gzip(data, 6).len()),
             ("forward_body", body::gzip(data, 0).unwrap().len()),
+            ("zstd_body", body::zstd(data, 0).unwrap().len()),
         ];
         eprintln!(
             "{spans} spans, {} bytes: {}",
@@ -90,6 +93,13 @@ fn compress(c: &mut Criterion) {
         let gz = body::gzip(data, 0).unwrap();
         // The same stream without its 10-byte gzip header and 8-byte trailer.
         let raw_deflate = gz[10..gz.len() - 8].to_vec();
+        group.bench_function("zstd_body", |b| {
+            b.iter(|| body::zstd(black_box(data), body::GRPC_PREFIX).unwrap());
+        });
+        let zst = body::zstd(data, 0).unwrap();
+        group.bench_function("unzstd", |b| {
+            b.iter(|| zstd::decode_all(black_box(&zst[..])).unwrap());
+        });
         group.bench_function("gunzip_flate2", |b| {
             b.iter(|| gunzip(black_box(&gz)));
         });

@@ -149,7 +149,9 @@ pub struct Cli {
     #[arg(long = "forward-header", value_name = "NAME=VALUE")]
     pub forward_header: Vec<String>,
 
-    /// Compression of forwarded requests: gzip or none [default: gzip].
+    /// Compression of forwarded requests: gzip, zstd or none [default: gzip]. zstd costs
+    /// about half the CPU of gzip for the same size; OpenTelemetry Collector-based upstreams
+    /// (Jaeger, Tempo) accept it.
     #[arg(long, value_name = "ALGO")]
     pub forward_compression: Option<String>,
 

@@ -502,3 +502,41 @@ async fn a_malformed_upstream_answer_is_retried_not_fatal() {
     .await;
     a.stop().await;
 }
+
+#[tokio::test]
+async fn zstd_forwarding_reaches_a_collector_over_grpc_and_http() {
+    // B: a collector (memory store) whose gRPC and HTTP receivers accept zstd.
+    let b = TestCollector::start(|_| {}).await;
+    let endpoints = [b.grpc_url(), b.otlp_http_url()];
+    let dir = tempfile::tempdir().unwrap();
+    let a = forwarder(dir.path(), &endpoints, |c| {
+        c.forwarding.compression = tracelight_collector::forward::config::Compression::Zstd;
+    })
+    .await;
+    assert_eq!(a.post_otlp(&fixture_request()).await, 200);
+    for (endpoint, protocol) in endpoints.iter().zip(["grpc", "http"]) {
+        let l = label(endpoint);
+        wait_metric(
+            &a,
+            &format!("tracelight_collector_forward_queue_spans{{upstream=\"{l}\"}}"),
+            |v| v == 0.0,
+        )
+        .await;
+        let (_, text) = a.admin("/metrics").await;
+        let sent = metric_value(
+            &text,
+            &format!("tracelight_collector_forward_sent_spans_total{{upstream=\"{l}\"}}"),
+        );
+        assert_eq!(sent, 4.0, "{endpoint}");
+        // B decoded the zstd bodies: the spans are accepted, none refused as undecodable.
+        let accepted = wait_metric(
+            &b,
+            &format!("tracelight_collector_spans_accepted_total{{protocol=\"{protocol}\"}}"),
+            |v| v >= 4.0,
+        )
+        .await;
+        assert_eq!(accepted, 4.0, "{endpoint}");
+    }
+    a.stop().await;
+    b.stop().await;
+}

@@ -1,28 +1,36 @@
 //! Request bodies for an upstream, built once per request on a blocking thread: the queued
-//! payloads read back (concatenated), gzip-compressed at [`GZIP_LEVEL`] when the upstream
-//! asks for gzip, and for gRPC framed as one length-prefixed message.
+//! payloads read back (concatenated), compressed as the upstream is configured (gzip at
+//! [`GZIP_LEVEL`], zstd at [`ZSTD_LEVEL`]), and for gRPC framed as one length-prefixed
+//! message.
 //!
 //! The gRPC body is framed here rather than by tonic's codec because tonic compresses at a
 //! fixed level 6; level 1 of the zlib-rs backend (`flate2`'s `zlib-rs` feature, set in the
 //! workspace) costs several times less CPU per span for a slightly larger body (see
 //! `benches/forward_gzip.rs` and `docs/forwarding.md`). The queue read writes after
 //! [`BodyFormat::prefix`] bytes of room, so neither the plain nor the framed body copies the
-//! payload again.
+//! payload again. zstd reuses one compression context per thread (a context is ~1 MiB to set
+//! up).
 
+use std::cell::RefCell;
 use std::io::{self, Write as _};
 
 use bytes::Bytes;
 
+use super::config::Compression;
+
 /// The gzip level of forwarded bodies (1: fastest; see the module docs).
 pub const GZIP_LEVEL: u32 = 1;
+/// The zstd level of forwarded bodies: a "fast" (negative) level. On the load generator's
+/// spans it compresses as much as gzip level 1 for about half the CPU (`benches/forward_gzip.rs`).
+pub const ZSTD_LEVEL: i32 = -4;
 /// Bytes of a gRPC message prefix: compressed flag, big-endian u32 length.
 pub const GRPC_PREFIX: usize = 5;
 
 /// How an upstream's request bodies are built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BodyFormat {
-    /// gzip-compressed.
-    pub gzip: bool,
+    /// The compression of the body.
+    pub compression: Compression,
     /// Framed as one gRPC message (`flag | len | message`).
     pub grpc: bool,
 }
@@ -40,13 +48,13 @@ impl BodyFormat {
         let payload = raw.get(prefix..).ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidInput, "body shorter than its prefix")
         })?;
-        let mut body = if self.gzip {
-            gzip(payload, prefix)?
-        } else {
-            raw
+        let mut body = match self.compression {
+            Compression::Gzip => gzip(payload, prefix)?,
+            Compression::Zstd => zstd(payload, prefix)?,
+            Compression::None => raw,
         };
         if self.grpc {
-            frame_grpc(&mut body, self.gzip)?;
+            frame_grpc(&mut body, self.compression != Compression::None)?;
         }
         Ok(Bytes::from(body))
     }
@@ -61,6 +69,24 @@ pub fn gzip(data: &[u8], room: usize) -> io::Result<Vec<u8>> {
     let mut encoder = flate2::write::GzEncoder::new(out, flate2::Compression::new(GZIP_LEVEL));
     encoder.write_all(data)?;
     encoder.finish()
+}
+
+/// zstd-compresses `data` at [`ZSTD_LEVEL`] into a new buffer that starts with `room` zero
+/// bytes.
+pub fn zstd(data: &[u8], room: usize) -> io::Result<Vec<u8>> {
+    thread_local! {
+        static CONTEXT: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
+    }
+    let mut out = vec![0; room + zstd::zstd_safe::compress_bound(data.len())];
+    let written = CONTEXT.with_borrow_mut(|context| {
+        let compressor = match context {
+            Some(c) => c,
+            None => context.insert(zstd::bulk::Compressor::new(ZSTD_LEVEL)?),
+        };
+        compressor.compress_to_buffer(data, &mut out[room..])
+    })?;
+    out.truncate(room + written);
+    Ok(out)
 }
 
 /// Writes the gRPC message prefix over the first [`GRPC_PREFIX`] bytes of `body`.
@@ -102,22 +128,26 @@ mod tests {
         let payload: Vec<u8> = (0..10_000u32)
             .flat_map(|i| (i % 97).to_le_bytes())
             .collect();
-        for gzip in [false, true] {
+        for compression in [Compression::None, Compression::Gzip, Compression::Zstd] {
             for grpc in [false, true] {
-                let format = BodyFormat { gzip, grpc };
+                let format = BodyFormat { compression, grpc };
                 let body = format.finish(with_room(format, &payload)).unwrap();
+                let compressed = compression != Compression::None;
+                if compressed {
+                    assert!(body.len() < payload.len() / 2, "{format:?}: {}", body.len());
+                }
                 let message = if grpc {
-                    assert_eq!(body[0], u8::from(gzip), "{format:?}");
+                    assert_eq!(body[0], u8::from(compressed), "{format:?}");
                     let len = u32::from_be_bytes(body[1..5].try_into().unwrap());
                     assert_eq!(len as usize, body.len() - GRPC_PREFIX, "{format:?}");
                     &body[GRPC_PREFIX..]
                 } else {
                     &body[..]
                 };
-                let decoded = if gzip {
-                    gunzip(message)
-                } else {
-                    message.to_vec()
+                let decoded = match compression {
+                    Compression::Gzip => gunzip(message),
+                    Compression::Zstd => zstd::decode_all(message).unwrap(),
+                    Compression::None => message.to_vec(),
                 };
                 assert_eq!(decoded, payload, "{format:?}");
             }
@@ -127,7 +157,7 @@ mod tests {
     #[test]
     fn a_body_without_its_prefix_is_refused() {
         let format = BodyFormat {
-            gzip: false,
+            compression: Compression::None,
             grpc: true,
         };
         assert!(format.finish(vec![0; 3]).is_err());

@@ -7,7 +7,7 @@
 //! endpoints = ["http://tempo:4317"]          # --forward (repeatable); gRPC unless the path
 //!                                            # ends with /v1/traces (then OTLP/HTTP protobuf)
 //! headers = { authorization = "Bearer x" }   # --forward-header k=v; env "k=v,k2=v2"
-//! compression = "gzip"                       # or "none"
+//! compression = "gzip"                       # or "zstd", "none"
 //! ca_file = "/etc/ssl/private-ca.pem"        # extra trust root for https:// endpoints
 //! timeout_seconds = 10                       # per attempt
 //! max_queue_bytes = 1073741824               # disk cap per upstream queue (1 GiB)
@@ -62,8 +62,24 @@ pub enum Compression {
     /// gzip (the default, as in the OpenTelemetry Collector's exporters).
     #[default]
     Gzip,
+    /// zstd (`Content-Encoding: zstd`, `grpc-encoding: zstd`) at a fast level: about half of
+    /// gzip's CPU for a body of the same size. The OpenTelemetry Collector's OTLP receiver (and
+    /// so Jaeger and Tempo, which use it) accepts it over HTTP and gRPC; the OTLP specification
+    /// names only gzip, so other receivers may not.
+    Zstd,
     /// None.
     None,
+}
+
+impl Compression {
+    /// The `Content-Encoding` (HTTP) and `grpc-encoding` (gRPC) value, `None` uncompressed.
+    pub fn encoding(self) -> Option<&'static str> {
+        match self {
+            Self::Gzip => Some("gzip"),
+            Self::Zstd => Some("zstd"),
+            Self::None => None,
+        }
+    }
 }
 
 impl FromStr for Compression {
@@ -72,8 +88,9 @@ impl FromStr for Compression {
     fn from_str(s: &str) -> Result<Self, String> {
         match s.trim() {
             "gzip" => Ok(Self::Gzip),
+            "zstd" => Ok(Self::Zstd),
             "none" | "" => Ok(Self::None),
-            other => Err(format!("expected gzip or none, got {other:?}")),
+            other => Err(format!("expected gzip, zstd or none, got {other:?}")),
         }
     }
 }

@@ -137,13 +137,13 @@ impl Exporter {
     /// How [`export`](Self::export) wants its body built.
     pub fn body_format(&self) -> BodyFormat {
         BodyFormat {
-            gzip: self.compression == Compression::Gzip,
+            compression: self.compression,
             grpc: matches!(self.transport, Transport::Grpc { .. }),
         }
     }
 
     /// One attempt. `body` is the encoded request as [`body_format`](Self::body_format) says
-    /// (gzipped or not; for gRPC, one framed message).
+    /// (compressed or not; for gRPC, one framed message).
     pub async fn export(&self, body: Bytes) -> Outcome {
         let attempt = async {
             match &self.transport {
@@ -180,8 +180,8 @@ impl Exporter {
                 CONTENT_TYPE,
                 HeaderValue::from_static("application/x-protobuf"),
             );
-            if self.compression == Compression::Gzip {
-                h.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            if let Some(encoding) = self.compression.encoding() {
+                h.insert(CONTENT_ENCODING, HeaderValue::from_static(encoding));
             }
         }
         let request = match request.body(Full::new(body)) {
@@ -243,7 +243,7 @@ impl Exporter {
         let mut request = tonic::Request::new(Bytes::new());
         request.extensions_mut().insert(FramedBody {
             body,
-            gzip: self.compression == Compression::Gzip,
+            encoding: self.compression.encoding(),
         });
         *request.metadata_mut() = tonic::metadata::MetadataMap::from_headers(self.headers.clone());
         request.set_timeout(self.timeout);
@@ -284,11 +284,12 @@ fn error_message(body: &[u8]) -> String {
 #[derive(Debug, Clone)]
 struct FramedBody {
     body: Bytes,
-    gzip: bool,
+    /// Its `grpc-encoding`, `None` uncompressed.
+    encoding: Option<&'static str>,
 }
 
 /// Below tonic's client: replaces the body of a request carrying a [`FramedBody`] with it, and
-/// says `grpc-encoding: gzip` when it is compressed. tonic's own message compression is off,
+/// says its `grpc-encoding` when it is compressed. tonic's own message compression is off,
 /// so its level does not apply; everything else (headers, metadata, timeout, the answer's
 /// status and message) stays tonic's.
 #[derive(Debug, Clone)]
@@ -307,11 +308,12 @@ where
     }
 
     fn call(&mut self, mut request: Request<tonic::body::Body>) -> Self::Future {
-        if let Some(FramedBody { body, gzip }) = request.extensions_mut().remove::<FramedBody>() {
-            if gzip {
+        if let Some(FramedBody { body, encoding }) = request.extensions_mut().remove::<FramedBody>()
+        {
+            if let Some(encoding) = encoding {
                 request
                     .headers_mut()
-                    .insert("grpc-encoding", HeaderValue::from_static("gzip"));
+                    .insert("grpc-encoding", HeaderValue::from_static(encoding));
             }
             *request.body_mut() = tonic::body::Body::new(Full::new(body));
         }

@@ -1,6 +1,6 @@
 //! OTLP/gRPC receiver: `opentelemetry.proto.collector.trace.v1.TraceService/Export`.
 //!
-//! gzip message compression is accepted. The size limit is tonic's decoding limit, which
+//! gzip and zstd message compression are accepted. The size limit is tonic's decoding limit, which
 //! covers both the frame and the decompressed message. Tonic reports an oversized *frame* as
 //! `OUT_OF_RANGE`, which OTLP clients would retry; [`ResourceExhaustedLayer`] rewrites it to
 //! `RESOURCE_EXHAUSTED` without RetryInfo (not retryable), as the OTLP spec requires, and an
@@ -53,7 +53,9 @@ pub fn generated_service(
 ) -> TraceServiceServer<GrpcReceiver> {
     TraceServiceServer::new(GrpcReceiver::new(ingest))
         .accept_compressed(CompressionEncoding::Gzip)
+        .accept_compressed(CompressionEncoding::Zstd)
         .send_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Zstd)
         .max_decoding_message_size(max_request_bytes)
 }
 

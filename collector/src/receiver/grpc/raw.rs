@@ -89,10 +89,12 @@ pub struct RawTraceServer {
 }
 
 impl RawTraceServer {
-    /// Serves `receiver`, accepting and sending gzip, refusing messages over `max_request_bytes`.
+    /// Serves `receiver`, accepting gzip and zstd (and answering in the request's encoding),
+    /// refusing messages over `max_request_bytes`.
     pub fn new(receiver: GrpcReceiver, max_request_bytes: usize) -> Self {
         let mut accept = EnabledCompressionEncodings::default();
         accept.enable(CompressionEncoding::Gzip);
+        accept.enable(CompressionEncoding::Zstd);
         Self {
             receiver: Arc::new(receiver),
             accept,
