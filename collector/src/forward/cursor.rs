@@ -2,15 +2,26 @@
 //! was acknowledged by the upstream (or permanently rejected) and will not be sent again.
 //!
 //! The file holds two 24-byte slots, `generation u64 | acked u64 | crc u32 | 0 u32`; each
-//! update overwrites the older slot and fdatasyncs, so a torn write leaves the other slot
-//! intact. The valid slot with the highest generation wins.
+//! update overwrites the older slot, so a torn write leaves the other slot intact. The valid
+//! slot with the highest generation wins.
+//!
+//! An update is written at once (a `kill -9` of the collector cannot lose it: it is in the
+//! page cache) but fdatasynced at most every [`SYNC_INTERVAL`]. A cursor that an OS crash or
+//! power cut sets back only makes records be sent again (duplicates), never lost: records are
+//! dropped from the queue on the upstream's acknowledgement, whatever the cursor file says.
+//! Syncing every update cost about 2.5 % of a forwarding collector's CPU (one `fdatasync` per
+//! upstream request); the interval bounds the duplicates of an OS crash to about one
+//! interval of forwarded traffic.
 
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt as _;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 const SLOT_BYTES: usize = 24;
+/// The longest time an update stays unsynced (see the module docs).
+pub(crate) const SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The cursor file.
 #[derive(Debug)]
@@ -18,6 +29,10 @@ pub(crate) struct Cursor {
     file: File,
     generation: u64,
     acked: u64,
+    /// When the file was last fdatasynced (`None`: not since it was opened).
+    synced_at: Option<Instant>,
+    #[cfg(test)]
+    syncs: u64,
 }
 
 fn slot(generation: u64, acked: u64) -> [u8; SLOT_BYTES] {
@@ -64,6 +79,9 @@ impl Cursor {
             file,
             generation,
             acked,
+            synced_at: None,
+            #[cfg(test)]
+            syncs: 0,
         })
     }
 
@@ -72,7 +90,8 @@ impl Cursor {
         self.acked
     }
 
-    /// Durably moves the cursor to `acked` (no-op when it is not ahead).
+    /// Moves the cursor to `acked` (no-op when it is not ahead): written now, fdatasynced
+    /// when the last sync is [`SYNC_INTERVAL`] old (see the module docs).
     pub(crate) fn store(&mut self, acked: u64) -> io::Result<()> {
         if acked <= self.acked {
             return Ok(());
@@ -80,10 +99,27 @@ impl Cursor {
         let generation = self.generation + 1;
         let offset = (generation % 2) * SLOT_BYTES as u64;
         self.file.write_all_at(&slot(generation, acked), offset)?;
-        self.file.sync_data()?;
         self.generation = generation;
         self.acked = acked;
+        let now = Instant::now();
+        if self
+            .synced_at
+            .is_none_or(|at| now.duration_since(at) >= SYNC_INTERVAL)
+        {
+            self.file.sync_data()?;
+            self.synced_at = Some(now);
+            #[cfg(test)]
+            {
+                self.syncs += 1;
+            }
+        }
         Ok(())
+    }
+
+    /// How many times [`store`](Self::store) fdatasynced the file.
+    #[cfg(test)]
+    pub(crate) fn syncs(&self) -> u64 {
+        self.syncs
     }
 }
 
@@ -92,6 +128,21 @@ mod tests {
     #![allow(clippy::unwrap_used, reason = "tests: a panic is the failure report")]
 
     use super::*;
+
+    #[test]
+    fn updates_are_written_at_once_and_synced_at_most_every_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("acked");
+        let mut c = Cursor::open(&path).unwrap();
+        for acked in 1..=50 {
+            c.store(acked).unwrap();
+            // Written: another handle (a restart after kill -9) reads it back.
+            assert_eq!(Cursor::open(&path).unwrap().acked(), acked);
+        }
+        // The first update synced; the next ones, within the interval, did not (a test run
+        // slower than the interval could sync a few more, never one per update).
+        assert!(c.syncs() >= 1 && c.syncs() < 50, "{} syncs", c.syncs());
+    }
 
     #[test]
     fn survives_a_torn_slot() {
