@@ -265,9 +265,9 @@ pub(crate) struct PreparedChunk {
 impl PreparedChunk {
     /// Encodes and summarises a batch (the work of a write that needs the spans).
     fn new(batch: &BatchView<'_>) -> Self {
-        let data = codec::encode_batch(batch);
+        let (data, traces) = codec::encode_batch_traces(batch);
         let crc = record::crc(&data);
-        let sum = chunk::Summary::of_batch(batch);
+        let sum = chunk::Summary::of_batch_with_traces(batch, traces);
         Self {
             chunk: chunk::Chunk { data, sum },
             crc,

@@ -187,7 +187,8 @@ impl TagFilter {
 /// Calls `f` with every `key=value` pair that [`Span::matches_tag`](crate::model::Span::matches_tag) can match.
 ///
 /// A span attribute equal to the one at the same position of the previous span (of the
-/// same `keys`) is skipped: it was given then, and the caller collects a set.
+/// same `keys`) is skipped: it was given then, and the caller collects a set. So is a kind or
+/// status pair already given for an earlier span.
 ///
 /// Must stay in step with `Span::matches_tag`: a pair missing here makes the search skip
 /// blocks it should read (the model test catches that).
@@ -214,16 +215,18 @@ fn for_each_own_tag<'s>(
     for e in span.events() {
         for_each_kv(batch.event_attributes(e), f);
     }
-    if let Some(kind) = span.kind.jaeger_name() {
+    if let Some(kind) = span.kind.jaeger_name()
+        && keys.first_time(span.kind as u16)
+    {
         f(tag_hash("span.kind", kind));
     }
     match span.status_code {
-        StatusCode::Error => {
+        StatusCode::Error if keys.first_time(GIVEN_ERROR) => {
             f(tag_hash("error", "true"));
             f(tag_hash("otel.status_code", "ERROR"));
         }
-        StatusCode::Ok => f(tag_hash("otel.status_code", "OK")),
-        StatusCode::Unset => {}
+        StatusCode::Ok if keys.first_time(GIVEN_OK) => f(tag_hash("otel.status_code", "OK")),
+        _ => {}
     }
     if !span.status_message.is_empty() {
         f(tag_hash("otel.status_description", span.status_message));
@@ -233,8 +236,17 @@ fn for_each_own_tag<'s>(
 /// `hash_bytes(1, key)` of span attribute keys, cached by position, with the scalar value
 /// last seen there: neighbouring spans mostly have the same keys in the same order, and
 /// often the same values (method, status, port, user agent), whose pair was given already.
+/// Also the span kinds and statuses whose pairs were given (bits: the kind's number, then
+/// [`GIVEN_ERROR`] and [`GIVEN_OK`]).
 #[derive(Default)]
-struct KeyHashes<'s>(Vec<Option<KeySlot<'s>>>);
+struct KeyHashes<'s> {
+    slots: Vec<Option<KeySlot<'s>>>,
+    given: u32,
+}
+
+/// Bits of [`KeyHashes::first_time`] for the statuses (above the span kinds' numbers).
+const GIVEN_ERROR: u16 = 16;
+const GIVEN_OK: u16 = 17;
 
 struct KeySlot<'s> {
     key: &'s str,
@@ -274,10 +286,19 @@ impl<'s> Scalar<'s> {
 const KEY_SLOTS: usize = 64;
 
 impl<'s> KeyHashes<'s> {
+    /// Whether `bit` (a span kind's number, [`GIVEN_ERROR`] or [`GIVEN_OK`]) is seen for the
+    /// first time; it is seen from now on.
+    fn first_time(&mut self, bit: u16) -> bool {
+        let mask = 1u32 << (bit % 32);
+        let first = self.given & mask == 0;
+        self.given |= mask;
+        first
+    }
+
     /// The key's hash, or `None` when the pair at `slot` is the one given there last.
     fn get(&mut self, slot: usize, key: &'s str, value: &ValueView<'s>) -> Option<u64> {
         let scalar = Scalar::of(value);
-        if let Some(Some(cached)) = self.0.get_mut(slot)
+        if let Some(Some(cached)) = self.slots.get_mut(slot)
             && same_str(cached.key, key)
         {
             if let (Some(last), Some(now)) = (cached.value, scalar)
@@ -290,10 +311,10 @@ impl<'s> KeyHashes<'s> {
         }
         let hash = hash_bytes(1, key.as_bytes());
         if slot < KEY_SLOTS {
-            if self.0.len() <= slot {
-                self.0.resize_with(slot + 1, || None);
+            if self.slots.len() <= slot {
+                self.slots.resize_with(slot + 1, || None);
             }
-            self.0[slot] = Some(KeySlot {
+            self.slots[slot] = Some(KeySlot {
                 key,
                 hash,
                 value: scalar,
@@ -629,13 +650,22 @@ mod tests {
                     trace_state: String::new(),
                     flags: 1,
                     name: "op".to_owned(),
-                    kind: SpanKind::Internal,
+                    // Kinds and statuses repeat too, not only at neighbours.
+                    kind: [SpanKind::Internal, SpanKind::Server, SpanKind::Client]
+                        [usize::from(i % 3)],
                     start_ns: 1,
                     end_ns: 2,
                     attributes,
                     events: vec![],
                     links: vec![],
-                    status: Status::default(),
+                    status: Status {
+                        code: match i % 5 {
+                            0 => StatusCode::Error,
+                            1 | 3 => StatusCode::Ok,
+                            _ => StatusCode::Unset,
+                        },
+                        message: String::new(),
+                    },
                     resource: Arc::new(Resource {
                         service_name: "svc".to_owned(),
                         attributes: vec![],
@@ -654,6 +684,14 @@ mod tests {
                     .iter()
                     .filter_map(|s| s.kind.jaeger_name().map(|k| tag_hash("span.kind", k))),
             )
+            .chain(spans.iter().flat_map(|s| match s.status.code {
+                StatusCode::Error => vec![
+                    tag_hash("error", "true"),
+                    tag_hash("otel.status_code", "ERROR"),
+                ],
+                StatusCode::Ok => vec![tag_hash("otel.status_code", "OK")],
+                StatusCode::Unset => vec![],
+            }))
             .collect();
         want.sort_unstable();
         want.dedup();

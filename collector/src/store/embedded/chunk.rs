@@ -36,21 +36,30 @@ impl Summary {
 
     /// Summarises the spans of `batch`.
     pub(crate) fn of_batch(batch: &BatchView<'_>) -> Self {
+        let mut traces: Vec<TraceId> = batch.spans().map(|s| s.trace_id).collect();
+        traces.sort_unstable();
+        traces.dedup();
+        Self::of_batch_with_traces(batch, traces)
+    }
+
+    /// [`of_batch`](Self::of_batch) given the batch's distinct trace ids in ascending order
+    /// (as [`encode_batch_traces`](super::codec::encode_batch_traces) returns them).
+    pub(crate) fn of_batch_with_traces(batch: &BatchView<'_>, traces: Vec<TraceId>) -> Self {
+        debug_assert!(
+            traces.is_sorted_by(|a, b| a < b),
+            "sorted, distinct trace ids"
+        );
         let mut ops: FxMap<(&str, &str, SpanKind), u64> = FxMap::default();
-        let mut traces: Vec<TraceId> = Vec::with_capacity(batch.len());
         let (mut min_start, mut max_start, mut max_end) = (u64::MAX, 0, 0);
         let (mut min_duration, mut max_duration) = (u64::MAX, 0);
         for s in batch.spans() {
             *ops.entry((s.service_name(), s.name, s.kind)).or_default() += 1;
-            traces.push(s.trace_id);
             min_start = min_start.min(s.start_ns);
             max_start = max_start.max(s.start_ns);
             max_end = max_end.max(s.end_ns);
             min_duration = min_duration.min(s.duration_ns());
             max_duration = max_duration.max(s.duration_ns());
         }
-        traces.sort_unstable();
-        traces.dedup();
         let mut ops: Vec<_> = ops
             .into_iter()
             .map(|((svc, name, kind), n)| (svc.to_owned(), name.to_owned(), kind, n))

@@ -166,6 +166,8 @@ mod encode;
 mod tests;
 
 pub(crate) use decode::Decoded;
+#[cfg(test)]
 pub(crate) use encode::encode_batch;
+pub(crate) use encode::encode_batch_traces;
 #[cfg(test)]
 pub(crate) use encode::encode_spans;

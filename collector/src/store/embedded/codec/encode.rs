@@ -5,7 +5,8 @@ use super::{FxMap, INTERN_MAX_LEN, put_varint, zigzag};
 use crate::model::Span;
 use crate::model::same_str;
 use crate::model::{
-    AttrValue, BatchView, KvView, MAX_VALUE_DEPTH, SpanRef, ValueView, nested_items, nested_len,
+    AttrValue, BatchView, KvView, MAX_VALUE_DEPTH, SpanRef, TraceId, ValueView, nested_items,
+    nested_len,
 };
 
 /// Encodes `spans` (any order) into one self-contained buffer.
@@ -15,16 +16,24 @@ pub(crate) fn encode_spans<'s>(spans: impl IntoIterator<Item = &'s Span>) -> Vec
 }
 
 /// Encodes the spans of `batch` into one self-contained buffer.
-pub(crate) fn encode_batch<'s>(batch: &BatchView<'s>) -> Vec<u8> {
+#[cfg(test)]
+pub(crate) fn encode_batch(batch: &BatchView<'_>) -> Vec<u8> {
+    encode_batch_traces(batch).0
+}
+
+/// [`encode_batch`], and the batch's distinct trace ids in ascending order (the encoder sorts
+/// the spans by trace, so the chunk summary need not sort them again).
+pub(crate) fn encode_batch_traces<'s>(batch: &BatchView<'s>) -> (Vec<u8>, Vec<TraceId>) {
     let mut spans: Vec<SpanRef<'_, 's>> = batch.spans().collect();
     spans.sort_by_key(|s| (s.trace_id, s.start_ns, s.span_id));
     let mut enc = Encoder::with_capacity(spans.len() * 2 + 16);
     let base = spans.iter().map(|s| s.start_ns).min().unwrap_or(0);
-    // Room for a span's fixed fields (≈ 40 bytes) and ≈ 4 bytes per attribute, so that the
-    // usual batch does not grow (copy) the buffer.
-    let mut body = Vec::with_capacity(spans.len() * 48 + batch.attribute_count() * 4);
+    // Room for ≈ 250 bytes a span, what the load generator's spans take with their strings,
+    // so that the usual batch does not grow (copy) this temporary buffer.
+    let mut body = Vec::with_capacity(spans.len() * 256);
     let groups: Vec<&[SpanRef<'_, 's>]> = spans.chunk_by(|a, b| a.trace_id == b.trace_id).collect();
     put_varint(&mut body, groups.len() as u64);
+    let traces = groups.iter().map(|g| g[0].trace_id).collect();
     let mut group_buf = Vec::with_capacity(4096);
     for group in groups {
         group_buf.clear();
@@ -51,7 +60,7 @@ pub(crate) fn encode_batch<'s>(batch: &BatchView<'s>) -> Vec<u8> {
         }
     }
     out.extend_from_slice(&body);
-    out
+    (out, traces)
 }
 
 #[derive(Default)]
