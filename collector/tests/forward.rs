@@ -252,6 +252,22 @@ fn label(endpoint: &str) -> String {
     tracelight_collector::forward::config::label(endpoint)
 }
 
+/// Waits until A's queue for the upstream labelled `l` is empty, then reads A's
+/// `tracelight_collector_forward_<counter>_total` for that upstream.
+async fn counter_once_drained(a: &TestCollector, l: &str, counter: &str) -> f64 {
+    wait_metric(
+        a,
+        &format!("tracelight_collector_forward_queue_spans{{upstream=\"{l}\"}}"),
+        |v| v == 0.0,
+    )
+    .await;
+    let (_, text) = a.admin("/metrics").await;
+    metric_value(
+        &text,
+        &format!("tracelight_collector_forward_{counter}_total{{upstream=\"{l}\"}}"),
+    )
+}
+
 #[tokio::test]
 async fn permanent_rejection_is_counted_and_dropped_not_retried() {
     let upstream = OtlpReceiver::start().await;
@@ -269,17 +285,7 @@ async fn permanent_rejection_is_counted_and_dropped_not_retried() {
         )
         .await;
         assert_eq!(failed, 4.0);
-        wait_metric(
-            &a,
-            &format!("tracelight_collector_forward_queue_spans{{upstream=\"{l}\"}}"),
-            |v| v == 0.0,
-        )
-        .await;
-        let (_, text) = a.admin("/metrics").await;
-        let retried = metric_value(
-            &text,
-            &format!("tracelight_collector_forward_retried_spans_total{{upstream=\"{l}\"}}"),
-        );
+        let retried = counter_once_drained(&a, &l, "retried_spans").await;
         assert_eq!(retried, 0.0, "a permanent rejection must not be retried");
     }
     // One request per upstream: gRPC and HTTP, each refused once.
@@ -516,17 +522,7 @@ async fn zstd_forwarding_reaches_a_collector_over_grpc_and_http() {
     assert_eq!(a.post_otlp(&fixture_request()).await, 200);
     for (endpoint, protocol) in endpoints.iter().zip(["grpc", "http"]) {
         let l = label(endpoint);
-        wait_metric(
-            &a,
-            &format!("tracelight_collector_forward_queue_spans{{upstream=\"{l}\"}}"),
-            |v| v == 0.0,
-        )
-        .await;
-        let (_, text) = a.admin("/metrics").await;
-        let sent = metric_value(
-            &text,
-            &format!("tracelight_collector_forward_sent_spans_total{{upstream=\"{l}\"}}"),
-        );
+        let sent = counter_once_drained(&a, &l, "sent_spans").await;
         assert_eq!(sent, 4.0, "{endpoint}");
         // B decoded the zstd bodies: the spans are accepted, none refused as undecodable.
         let accepted = wait_metric(
