@@ -1,13 +1,15 @@
-//! The ingest upper bound: prost-decoding the load generator's payload, nothing else.
+//! The ingest upper bound, and what the collector does on the receiving thread, on the load
+//! generator's payload.
 //!
-//! The same 512-span `ExportTraceServiceRequest` (5-span traces over 3 services, ~500 B and
-//! 10 attributes per span) that `tracelight-loadgen` sends, decoded from a byte slice with
-//! `ExportTraceServiceRequest::decode`; the decoded request is dropped inside the timed loop,
-//! as a receiver would. Throughput is reported in spans per second (`Throughput::Elements`).
-//! Issue 3 sets the collector's target relative to this: ingest ≥ 0.5 × this rate per
-//! collector CPU-second.
+//! The payloads are the 100- and 512-span `ExportTraceServiceRequest`s (5-span traces over 3
+//! services, ~500 B and 10 attributes per span) that `tracelight-loadgen` sends. The
+//! `receive_path` group's `prost_decode` case is the upper bound: decoded from a byte slice
+//! with `ExportTraceServiceRequest::decode`, the decoded request dropped inside the timed loop,
+//! as a receiver would. Issue 3 sets the collector's target relative to it: ingest ≥ 0.5 × this
+//! rate per collector CPU-second. Throughput is reported in spans per second
+//! (`Throughput::Elements`).
 //!
-//! The `receive_path` group measures, on the same payloads and in the same run, what the
+//! The group's other cases measure, on the same payloads and in the same run, what the
 //! collector does with a request's bytes on the receiving thread, cumulatively: the zero-copy
 //! parse (`parse_request`); plus the embedded store's prepared chunk (encoding, summary, tag
 //! hashes: `SpanStore::prepare`); plus span metrics and the service graph
@@ -26,21 +28,6 @@ use tracelight_collector::derived::{Derived, ServiceGraphConfig, SpanMetricsConf
 use tracelight_collector::model::parse_request;
 use tracelight_collector::store::{EmbeddedConfig, EmbeddedStore, SpanStore};
 use tracelight_loadgen::build_request;
-
-fn decode(c: &mut Criterion) {
-    let mut group = c.benchmark_group("otlp_decode");
-    for spans in [100usize, 512] {
-        let bytes = build_request(spans, 42, 1_700_000_000_000_000_000).encode_to_vec();
-        group.throughput(Throughput::Elements(spans as u64));
-        group.bench_function(format!("prost_{spans}_spans"), |b| {
-            b.iter(|| {
-                ExportTraceServiceRequest::decode(black_box(&bytes[..]))
-                    .expect("the generated payload decodes")
-            });
-        });
-    }
-    group.finish();
-}
 
 fn receive_path(c: &mut Criterion) {
     let dir = tempfile::tempdir_in(std::env::temp_dir()).expect("a temporary directory");
@@ -83,7 +70,6 @@ fn receive_path(c: &mut Criterion) {
 // What `criterion_group!`/`criterion_main!` expand to, minus their undocumented `pub fn`.
 fn main() {
     let mut c = Criterion::default().configure_from_args();
-    decode(&mut c);
     receive_path(&mut c);
     c.final_summary();
 }
