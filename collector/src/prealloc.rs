@@ -12,7 +12,11 @@
 //! spare to the new file's name ([`Spare::take`]) instead of creating an empty file, and
 //! creates one as before when no spare is ready. Only zeros follow the last record of such a
 //! file: recovery stops at them, drops them like a torn tail, and says nothing about them
-//! ([`is_zero`]). A spare is never reused, so no stale record can follow the zeros.
+//! ([`is_zero`]).
+//!
+//! A log may also make one of its own used files the spare ([`Spare::install`]), when it can
+//! tell that file's stale records from new ones: the span store's WAL does (its files carry a
+//! salt, see `store/embedded/writer/wal_file.rs`); the forward queues do not.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write as _};
@@ -74,6 +78,13 @@ impl Spare {
         file.sync_all()?;
         fs::rename(&self.tmp, &self.ready)?;
         Ok(true)
+    }
+
+    /// Makes the file at `path` the ready spare (a rename; the caller syncs the directory).
+    /// The file must not hold anything the log could take for its own records; see the span
+    /// store's recycled WAL files.
+    pub(crate) fn install(&self, path: &Path) -> io::Result<()> {
+        fs::rename(path, &self.ready)
     }
 
     /// Renames the spare to `path` and opens it for reading and writing; `None` when no spare

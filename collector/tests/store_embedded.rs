@@ -526,14 +526,13 @@ fn records_in_a_spare_wal_file_survive_a_crash_and_its_zeros_are_dropped() {
     let base = now_ns() - HOUR_NS;
     let mut cfg = config(dir.path());
     cfg.block_spans = 10_000; // rotate only on flush
+    // The sealer writes a zero-filled spare when it starts, before it stops.
+    drop(EmbeddedStore::open(cfg.clone()).unwrap());
     let store = EmbeddedStore::open(cfg.clone()).unwrap();
     store.write_batch(trace_batch(1, 4, base)).unwrap();
-    // A flush rotates the WAL and seals; after a seal the sealer writes a zero-filled spare
-    // before answering, and the next rotation makes it the WAL.
+    // A flush rotates the WAL, which makes the spare the WAL, and seals.
     store.flush().unwrap();
-    store.write_batch(trace_batch(2, 4, base)).unwrap();
-    store.flush().unwrap();
-    for t in 3..=5 {
+    for t in 2..=5 {
         store.write_batch(trace_batch(t, 4, base)).unwrap();
     }
     // The spare and the WAL's unused zeros count as store bytes (the disk cap sees them).
@@ -562,6 +561,66 @@ fn records_in_a_spare_wal_file_survive_a_crash_and_its_zeros_are_dropped() {
     let store = EmbeddedStore::open(cfg).unwrap();
     assert_eq!(span_count(&store, 6), 4);
     assert_eq!(store.stats().spans, 24);
+}
+
+/// A sealed WAL file is used again as the spare; the records of its earlier use that the new
+/// ones have not overwritten must never come back, even when the blocks that hold their
+/// spans are gone (retention), which is when their sequence numbers alone would not tell.
+#[test]
+fn stale_records_of_a_recycled_wal_file_are_never_replayed() {
+    let dir = temp_dir();
+    let base = now_ns() - HOUR_NS;
+    let mut cfg = config(dir.path());
+    cfg.block_spans = 10_000; // rotate only on flush
+    cfg.segment_bytes = 1 << 20;
+    let store = EmbeddedStore::open(cfg.clone()).unwrap();
+    for t in 1..=6 {
+        store.write_batch(trace_batch(t, 4, base)).unwrap();
+    }
+    let first_wal = fs::metadata(wal(dir.path())).unwrap().len();
+    // The WAL holding traces 1..=6 is sealed and becomes the spare; a second rotation makes
+    // it the WAL again.
+    store.flush().unwrap();
+    store.write_batch(trace_batch(7, 4, base)).unwrap();
+    store.flush().unwrap();
+    assert_eq!(
+        fs::metadata(wal(dir.path())).unwrap().len(),
+        first_wal,
+        "the WAL is the first WAL file, used again"
+    );
+    // One record, shorter than the six it overwrites the start of.
+    store.write_batch(trace_batch(8, 2, base)).unwrap();
+    assert_eq!(store.stats().bytes, bytes_on_disk(dir.path()));
+    store.simulate_crash(false).unwrap();
+    let stale = fs::read(wal(dir.path())).unwrap();
+    assert_eq!(
+        stale.windows(4).filter(|w| *w == b"TLR1").count(),
+        2 + 5,
+        "head, trace 8, and traces 2..=6 of the first use"
+    );
+
+    // Retention deleted every block: nothing but trace 8 is in the store.
+    for seg in segments(dir.path()) {
+        fs::remove_file(seg).unwrap();
+    }
+    let store = EmbeddedStore::open(cfg.clone()).unwrap();
+    assert_eq!(span_count(&store, 8), 2);
+    for t in 1..=7 {
+        assert_eq!(span_count(&store, t), 0, "trace {t} revived");
+    }
+    assert_eq!(store.stats().spans, 2);
+    assert_eq!(
+        store.corrupt_records(),
+        0,
+        "stale records are not corruption"
+    );
+    assert_eq!(store.stats().bytes, bytes_on_disk(dir.path()));
+    // Writing after the recovery appends cleanly.
+    store.write_batch(trace_batch(9, 4, base)).unwrap();
+    store.simulate_crash(false).unwrap();
+    let store = EmbeddedStore::open(cfg).unwrap();
+    assert_eq!(span_count(&store, 9), 4);
+    assert_eq!(store.stats().spans, 6);
 }
 
 #[test]
@@ -634,9 +693,14 @@ fn corrupt_headers_are_skipped_at_open() {
         store.write_batch(trace_batch(t, 4, base)).unwrap();
     }
     store.simulate_crash(false).unwrap();
-    // The second WAL record's header (records are equal in size here).
-    let len = fs::metadata(wal(dir.path())).unwrap().len() as f64;
-    flip_byte(&wal(dir.path()), (len / 3.0 + 10.0) / len);
+    // The second WAL record's header: the second of the last three records (the file's head
+    // record comes first).
+    let bytes = fs::read(wal(dir.path())).unwrap();
+    let records: Vec<usize> = (0..bytes.len() - 4)
+        .filter(|&i| bytes[i..i + 4] == *b"TLR1")
+        .collect();
+    let second = records[records.len() - 2] + 10;
+    flip_byte(&wal(dir.path()), second as f64 / bytes.len() as f64);
     let store = EmbeddedStore::open(cfg).unwrap();
     assert_eq!(span_count(&store, 1), 4);
     assert_eq!(span_count(&store, 2), 0);

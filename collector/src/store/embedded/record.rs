@@ -3,8 +3,8 @@
 //! ```text
 //! offset  size  field
 //!      0     4  magic "TLR1"
-//!      4     4  kind (1 = WAL batch, 2 = block)
-//!      8     4  meta_len   meta: small, read at open (WAL sequence, block summary)
+//!      4     4  kind (1 = WAL batch, 2 = block, 3 = WAL file head)
+//!      8     4  meta_len   meta: small, read at open (WAL sequence and salt, block summary)
 //!     12     4  aux_len    aux: read on demand (a block's tag filter)
 //!     16     4  data_len   data: the spans
 //!     20     4  crc32 of aux
@@ -137,7 +137,11 @@ pub(crate) struct Scan {
 }
 
 /// Parses the header at `offset`; `None` if it is torn, corrupt or runs past `file_len`.
-fn header_at(file: &File, offset: u64, file_len: u64) -> std::io::Result<Option<RecordInfo>> {
+pub(crate) fn header_at(
+    file: &File,
+    offset: u64,
+    file_len: u64,
+) -> std::io::Result<Option<RecordInfo>> {
     if file_len.saturating_sub(offset) < HEADER_LEN {
         return Ok(None);
     }

@@ -12,15 +12,16 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::block::BlockMeta;
 use super::chunk::{Chunk, Summary};
-use super::codec::{Decoded, Reader, put_varint};
+use super::codec::Decoded;
 use super::record::{self, KIND_BLOCK, KIND_WAL, Part};
 use super::state::{Block, Segment, State};
 use super::{EmbeddedConfig, Shared};
 use crate::group;
-use crate::prealloc::{self, Spare};
+use crate::prealloc::Spare;
 use crate::store::{StoreError, WriteDone};
 
 mod sealer;
+mod wal_file;
 
 use sealer::Sealer;
 
@@ -93,12 +94,6 @@ fn now_ns() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
-fn wal_meta(seq: u64) -> Vec<u8> {
-    let mut m = Vec::with_capacity(10);
-    put_varint(&mut m, seq);
-    m
-}
-
 /// Memtable chunks handed to the sealer: the oldest unsealed ones, in write order.
 #[derive(Debug)]
 struct Frozen {
@@ -147,6 +142,9 @@ pub(crate) struct Writer {
     next_seq: u64,
     /// Sequence number of the newest WAL record whose spans are in the memtable.
     memtable_seq: u64,
+    /// The WAL file's salt, carried by every record ([`wal_file`]); `None` in a file written
+    /// before files had one.
+    salt: Option<u64>,
     /// Set after a failed WAL write, fsync or rotation: every later write fails.
     failed: Option<String>,
     sealer: SyncSender<Job>,
@@ -192,7 +190,13 @@ impl Writer {
             let file = OpenOptions::new().read(true).write(true).open(&path)?;
             let file = Arc::new(file);
             let scan = record::scan(&file)?;
-            report_scan(&shared, &path, &scan, file.metadata()?.len())?;
+            report_scan(
+                &shared,
+                &path,
+                &scan.skipped,
+                scan.valid_end,
+                file.metadata()?.len(),
+            );
             if scan.valid_end < file.metadata()?.len() {
                 file.set_len(scan.valid_end)?;
                 file.sync_all()?;
@@ -246,50 +250,48 @@ impl Writer {
         let mut memtable_seq = persisted_seq;
         let mut retired = Vec::new();
         let mut wal_total = 0;
-        // Returns the valid length and whether any record was replayed.
-        let mut replay =
-            |path: &Path, wal: &File, st: &mut State| -> Result<(u64, bool), StoreError> {
-                let mut replayed = false;
-                let scan = record::scan(wal)?;
-                let file_len = wal.metadata()?.len();
-                // The unused zeros of a spare end the log quietly; other dropped bytes are
-                // reported.
-                let reported_len =
-                    if scan.valid_end < file_len && prealloc::is_zero(wal, scan.valid_end)? {
-                        scan.valid_end
-                    } else {
-                        file_len
-                    };
-                report_scan(&shared, path, &scan, reported_len)?;
-                if scan.valid_end < file_len {
-                    wal.set_len(scan.valid_end)?;
-                    wal.sync_all()?;
-                }
-                for rec in &scan.records {
-                    let seq = match (rec.kind, Reader::new(&rec.meta).varint()) {
-                        (KIND_WAL, Ok(seq)) => seq,
-                        _ => {
-                            corrupt(&shared, path, rec.offset, "bad WAL record header");
-                            continue;
-                        }
-                    };
-                    max_seq = max_seq.max(seq);
-                    if seq <= persisted_seq {
-                        continue; // already sealed into a block before the crash
-                    }
-                    let chunk = match read_wal_record(wal, rec.data) {
-                        Ok(chunk) => chunk,
-                        Err(reason) => {
-                            corrupt(&shared, path, rec.offset, reason);
-                            continue;
-                        }
-                    };
-                    st.push_chunk(Arc::new(chunk));
-                    memtable_seq = seq;
-                    replayed = true;
-                }
-                Ok((scan.valid_end, replayed))
+        // Returns the valid length, whether any record was replayed, and the file's salt.
+        let mut replay = |path: &Path,
+                          wal: &File,
+                          st: &mut State|
+         -> Result<(u64, bool, Option<u64>), StoreError> {
+            let mut replayed = false;
+            let scan = wal_file::scan(wal)?;
+            let file_len = wal.metadata()?.len();
+            // A spare's unused zeros and the stale records of a recycled file end the log
+            // quietly; other dropped bytes are reported.
+            let reported_len = if scan.quiet_tail {
+                scan.valid_end
+            } else {
+                file_len
             };
+            report_scan(&shared, path, &scan.skipped, scan.valid_end, reported_len);
+            for offset in &scan.bad {
+                corrupt(&shared, path, *offset, "bad WAL record header");
+            }
+            if scan.valid_end < file_len {
+                wal.set_len(scan.valid_end)?;
+                wal.sync_all()?;
+            }
+            for (seq, rec) in &scan.records {
+                let seq = *seq;
+                max_seq = max_seq.max(seq);
+                if seq <= persisted_seq {
+                    continue; // already sealed into a block before the crash
+                }
+                let chunk = match read_wal_record(wal, rec.data) {
+                    Ok(chunk) => chunk,
+                    Err(reason) => {
+                        corrupt(&shared, path, rec.offset, reason);
+                        continue;
+                    }
+                };
+                st.push_chunk(Arc::new(chunk));
+                memtable_seq = seq;
+                replayed = true;
+            }
+            Ok((scan.valid_end, replayed, scan.salt))
+        };
         let mut deleted = false;
         for &id in &wal_ids {
             let path = retired_wal_path(&cfg.dir, id);
@@ -297,11 +299,11 @@ impl Writer {
             match replay(&path, &file, &mut st)? {
                 // Entirely covered by a block (the crash came before its deletion): delete it
                 // now, so that retention deleting that block can never revive its spans.
-                (_, false) => {
+                (_, false, _) => {
                     fs::remove_file(&path)?;
                     deleted = true;
                 }
-                (len, true) => {
+                (len, true, _) => {
                     wal_total += len;
                     retired.push((path, len));
                 }
@@ -317,8 +319,13 @@ impl Writer {
             .create(true)
             .truncate(false)
             .open(&wal_path)?;
-        let (wal_len, _) = replay(&wal_path, &wal, &mut st)?;
+        let (mut wal_len, _, mut salt) = replay(&wal_path, &wal, &mut st)?;
         wal.seek(SeekFrom::Start(wal_len))?;
+        if wal_len == 0 {
+            salt = Some(wal_file::start(&mut wal)?);
+            wal.sync_data()?;
+            wal_len = wal_file::head_len();
+        }
         st.wal_bytes = wal_total + wal_len + spare(&cfg.dir).ready_bytes()?;
 
         // Append to the last segment, or start the first one.
@@ -365,6 +372,7 @@ impl Writer {
             retired,
             next_seq: max_seq + 1,
             memtable_seq,
+            salt,
             failed: None,
             sealer: sealer_tx,
             sealer_thread: None,
@@ -466,7 +474,7 @@ impl Writer {
             .push((retired, self.wal_alloc.max(self.wal_len)));
         let wal_used = self.wal_len;
         // A spare's bytes were counted when the sealer wrote it.
-        let (wal, wal_alloc) = match spare(&self.cfg.dir).take(&wal_path)? {
+        let (mut wal, wal_alloc) = match spare(&self.cfg.dir).take(&wal_path)? {
             Some(wal) => {
                 let len = wal.metadata()?.len();
                 (wal, len)
@@ -480,11 +488,13 @@ impl Writer {
                 0,
             ),
         };
+        let salt = wal_file::start(&mut wal)?;
         // The new name must be durable before a record in it is acknowledged.
         sync_dir(&self.cfg.dir)?;
         self.wal = wal;
-        self.wal_len = 0;
+        self.wal_len = wal_file::head_len();
         self.wal_alloc = wal_alloc;
+        self.salt = Some(salt);
         let chunks = {
             let mut st = self.shared.state.write();
             let from = st.frozen;
@@ -571,7 +581,7 @@ impl Writer {
         let mut ends = Vec::with_capacity(writes.len());
         let first_seq = self.next_seq;
         for (chunk, crc, _) in &writes {
-            let meta = wal_meta(self.next_seq);
+            let meta = wal_file::record_meta(self.next_seq, self.salt);
             self.next_seq += 1;
             record::frame_head_into(
                 &mut heads,
@@ -696,13 +706,9 @@ fn corrupt(shared: &Shared, path: &Path, offset: u64, reason: &str) {
     );
 }
 
-fn report_scan(
-    shared: &Shared,
-    path: &Path,
-    scan: &record::Scan,
-    len: u64,
-) -> Result<(), StoreError> {
-    for offset in &scan.skipped {
+/// Reports the corrupt regions `skipped` and the bytes between `valid_end` and `len`.
+fn report_scan(shared: &Shared, path: &Path, skipped: &[u64], valid_end: u64, len: u64) {
+    for offset in skipped {
         corrupt(
             shared,
             path,
@@ -710,13 +716,12 @@ fn report_scan(
             "bad record header; resynchronised at the next record",
         );
     }
-    if scan.valid_end < len {
+    if valid_end < len {
         tracing::warn!(
             file = %path.display(),
-            valid_bytes = scan.valid_end,
-            dropped_bytes = len - scan.valid_end,
+            valid_bytes = valid_end,
+            dropped_bytes = len - valid_end,
             "torn tail truncated (an interrupted write)"
         );
     }
-    Ok(())
 }

@@ -1,8 +1,9 @@
 //! The sealer thread: builds blocks from frozen memtable chunks into segments, deletes the WAL
-//! files they cover, and applies retention.
+//! files they cover (or makes one the next spare), and applies retention.
 
 use std::fs::{self, File};
 use std::os::unix::fs::FileExt as _;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -13,7 +14,9 @@ use super::super::chunk::Chunk;
 use super::super::record::{self, KIND_BLOCK, Part};
 use super::super::state::{Block, Segment};
 use super::super::{EmbeddedConfig, Shared};
-use super::{Frozen, Job, create_segment, now_ns, segment_path, spare, spare_bytes, sync_dir};
+use super::{
+    Frozen, Job, create_segment, now_ns, segment_path, spare, spare_bytes, sync_dir, wal_file,
+};
 use crate::store::StoreError;
 
 /// The sealer thread's state: segments, block building and retention.
@@ -134,13 +137,23 @@ impl Sealer {
         match self.write_block(&frozen, crash_after_write) {
             Ok(()) if crash_after_write => Ok(()),
             Ok(()) => {
-                let freed: u64 = frozen.wal_files.iter().map(|(_, n)| n).sum();
                 let Frozen {
                     chunks, wal_files, ..
                 } = frozen;
                 // The last references to the chunks usually go here, off the commit path.
                 drop(chunks);
+                // The largest of the WAL files becomes the next spare, unless one is ready; its
+                // bytes stay counted.
+                let recycled = self.recycle(&wal_files);
+                let freed: u64 = wal_files
+                    .iter()
+                    .filter(|(path, _)| Some(path) != recycled.as_ref())
+                    .map(|(_, n)| n)
+                    .sum();
                 for (path, _) in &wal_files {
+                    if Some(path) == recycled.as_ref() {
+                        continue;
+                    }
                     match fs::remove_file(path) {
                         Ok(()) => {}
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -157,6 +170,32 @@ impl Sealer {
             Err(e) => {
                 self.carry = Some(frozen);
                 Err(e)
+            }
+        }
+    }
+
+    /// Makes the largest of `wal_files` (whose spans are in a durable block now) the spare
+    /// WAL file, unless one is ready ([`wal_file::recycle`]); returns its path. A failure costs
+    /// the next rotation its spare, nothing else: the file is deleted with the others.
+    fn recycle(&self, wal_files: &[(PathBuf, u64)]) -> Option<PathBuf> {
+        let spare = spare(&self.cfg.dir);
+        match spare.ready_bytes() {
+            Ok(0) => {}
+            Ok(_) => return None,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not look for a spare WAL file");
+                return None;
+            }
+        }
+        let (path, bytes) = wal_files.iter().max_by_key(|(_, n)| *n)?;
+        if *bytes > spare_bytes(u64::MAX, self.cfg.max_disk_bytes) {
+            return None;
+        }
+        match wal_file::recycle(path, &spare) {
+            Ok(_) => Some(path.clone()),
+            Err(e) => {
+                tracing::warn!(error = %e, file = %path.display(), "could not reuse a WAL file as the spare");
+                None
             }
         }
     }
