@@ -8,8 +8,9 @@
 //! - **Send**: [`Queue::take`] hands out the next unsent records (several merged into one
 //!   request, see `forward.rs`), [`Queue::read`] reads their payloads back.
 //! - **Acknowledge**: [`Queue::complete`] marks a range done; the acknowledged prefix advances
-//!   and [`Queue::persist`] writes it to the cursor file (fdatasync) and deletes the segments
-//!   it covers entirely.
+//!   and [`Queue::persist`] writes it to the cursor file and deletes the segments it covers
+//!   entirely, or makes one of them the spare for the next rotation (no zero-filling: see
+//!   `segment.rs` for why its old records cannot come back).
 //! - **Recover** ([`Queue::open`]): every segment is scanned, a torn tail truncated, records at
 //!   or below the cursor skipped; appends go to a fresh segment.
 
@@ -146,6 +147,10 @@ struct Shared {
     stats: Arc<QueueStats>,
     /// Group commits (fsyncs of the active segment) since open.
     commits: AtomicU64,
+    /// The next segment file, ready before the rotation that takes it.
+    spare: Spare,
+    /// Set while a spare is being written or installed.
+    preparing: Arc<AtomicBool>,
 }
 
 /// Records handed to the sender by [`Queue::take`].
@@ -396,14 +401,46 @@ impl Queue {
                 }
             }
         }
+        let mut recycled = false;
         for s in doomed {
-            fs::remove_file(segment::path(&self.shared.dir, s.first_seq))?;
+            let path = segment::path(&self.shared.dir, s.first_seq);
+            if !recycled && self.recycle(&path) {
+                recycled = true;
+            } else {
+                fs::remove_file(&path)?;
+            }
             self.shared
                 .stats
                 .disk_bytes
                 .fetch_sub(s.bytes, Ordering::Relaxed);
         }
         Ok(())
+    }
+
+    /// Makes the acknowledged segment at `path` the spare, unless one is ready or being
+    /// written; `true` if it did. Its records stay until overwritten; their sequence numbers,
+    /// lower than any later segment's name, end that segment's scan (`segment::scan`).
+    fn recycle(&self, path: &Path) -> bool {
+        let shared = &self.shared;
+        if shared.preparing.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        let done = match shared.spare.ready_bytes() {
+            Ok(0) => match shared.spare.install(path) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(queue = %shared.name, error = %e, "forward queue: could not reuse a segment as the spare");
+                    false
+                }
+            },
+            Ok(_) => false,
+            Err(e) => {
+                tracing::warn!(queue = %shared.name, error = %e, "forward queue: could not look for a spare segment");
+                false
+            }
+        };
+        shared.preparing.store(false, Ordering::Release);
+        done
     }
 
     /// Stops the commit thread after the appends already queued (called at shutdown; the
@@ -433,9 +470,6 @@ struct Writer {
     next_seq: u64,
     segment_bytes: u64,
     failed: Option<String>,
-    spare: Spare,
-    /// Set while a thread writes the spare.
-    preparing: Arc<AtomicBool>,
     announced: Announced,
     commit_linger: Duration,
 }
@@ -458,16 +492,18 @@ fn recover(name: &str, config: &QueueConfig) -> io::Result<(Arc<Shared>, Writer)
     for (i, &id) in ids.iter().enumerate() {
         let path = segment::path(dir, id);
         let file = OpenOptions::new().read(true).write(true).open(&path)?;
-        let scan = segment::scan(&file)?;
+        let scan = segment::scan(&file, id)?;
         let len = file.metadata()?.len();
         if scan.valid_end < len {
-            // The unused zeros of a spare end a segment quietly.
+            // The unused zeros of a spare end a segment quietly. Other bytes are an
+            // interrupted write, or (usually) the records of the file's earlier use.
             if !prealloc::is_zero(&file, scan.valid_end)? {
-                tracing::warn!(
+                tracing::info!(
                     queue = name,
                     segment = %path.display(),
                     dropped_bytes = len - scan.valid_end,
-                    "forward queue: truncating a torn or corrupt segment tail"
+                    "forward queue: segment truncated after its last valid record \
+                     (an interrupted write, or records of the file's earlier use)"
                 );
             }
             file.set_len(scan.valid_end)?;
@@ -561,6 +597,8 @@ fn recover(name: &str, config: &QueueConfig) -> io::Result<(Arc<Shared>, Writer)
         notify: tokio::sync::Notify::new(),
         stats,
         commits: AtomicU64::new(0),
+        spare,
+        preparing: Arc::new(AtomicBool::new(false)),
     });
     let writer = Writer {
         shared: Arc::clone(&shared),
@@ -570,8 +608,6 @@ fn recover(name: &str, config: &QueueConfig) -> io::Result<(Arc<Shared>, Writer)
         next_seq,
         segment_bytes: config.segment_bytes.max(1),
         failed: None,
-        spare,
-        preparing: Arc::new(AtomicBool::new(false)),
         announced: config.announced.clone(),
         commit_linger: config.commit_linger,
     };
@@ -616,15 +652,17 @@ impl Writer {
         result.map_err(|e| e.to_string())
     }
 
-    /// Starts writing the next segment's spare on its own thread, unless one is ready or
-    /// being written. A failure only costs that rotation the spare.
+    /// Starts writing a zero-filled spare for the next rotation on its own thread, unless one
+    /// is ready or being written. A failure only costs that rotation the spare. Called when
+    /// the queue opens, and after a rotation that found no spare (no acknowledged segment was
+    /// there to reuse, e.g. during an upstream outage).
     fn prepare_spare(&self) {
-        if self.preparing.swap(true, Ordering::AcqRel) {
+        if self.shared.preparing.swap(true, Ordering::AcqRel) {
             return;
         }
         let (spare, preparing, bytes) = (
-            self.spare.clone(),
-            Arc::clone(&self.preparing),
+            self.shared.spare.clone(),
+            Arc::clone(&self.shared.preparing),
             self.segment_bytes,
         );
         let queue = self.shared.name.clone();
@@ -637,7 +675,7 @@ impl Writer {
                 preparing.store(false, Ordering::Release);
             });
         if let Err(e) = spawned {
-            self.preparing.store(false, Ordering::Release);
+            self.shared.preparing.store(false, Ordering::Release);
             tracing::warn!(queue = %self.shared.name, error = %e, "forward queue: could not start the spare writer");
         }
     }
@@ -645,17 +683,24 @@ impl Writer {
     fn rotate(&mut self) -> io::Result<()> {
         let dir = &self.shared.dir;
         let path = segment::path(dir, self.next_seq);
-        let file = match self.spare.take(&path)? {
-            Some(file) => file,
-            None => OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&path)?,
+        let (file, had_spare) = match self.shared.spare.take(&path)? {
+            Some(file) => (file, true),
+            None => (
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&path)?,
+                false,
+            ),
         };
         sync_dir(dir)?;
-        self.prepare_spare();
+        // In the steady state the acknowledged segment before this one becomes the next
+        // spare (`Queue::persist`); without a spare now, none is coming that way.
+        if !had_spare {
+            self.prepare_spare();
+        }
         self.file = file;
         self.active = self.next_seq;
         self.active_len = 0;

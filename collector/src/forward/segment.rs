@@ -8,6 +8,11 @@
 //!
 //! A segment is named after the sequence number of its first record
 //! (`00000000000000000042.seg`), so the files sort in record order.
+//!
+//! A segment file whose records are all acknowledged may become the next spare
+//! (`Queue::persist`), so a segment can hold, after its own records, records of the file's
+//! earlier use. Those have lower sequence numbers than the segment's name (every sequence
+//! number is handed out once, in increasing order), so [`scan`] stops at them.
 
 use std::fs::File;
 use std::io::{self, BufReader, Seek as _, SeekFrom};
@@ -85,9 +90,10 @@ fn le_u64(b: &[u8]) -> u64 {
     u64::from_le_bytes(a)
 }
 
-/// Reads a segment from the start and stops at the first incomplete or corrupt record.
-/// Sequence numbers must increase; a record that breaks the order ends the scan too.
-pub(crate) fn scan(file: &File) -> io::Result<Scan> {
+/// Reads the segment named `first_seq` from the start and stops at the first incomplete or
+/// corrupt record. Sequence numbers must increase from `first_seq` on; a record that breaks the
+/// order (a record of the file's earlier use) ends the scan too.
+pub(crate) fn scan(file: &File, first_seq: u64) -> io::Result<Scan> {
     let mut reader = BufReader::with_capacity(1 << 20, file);
     reader.seek(SeekFrom::Start(0))?;
     let mut out = Scan::default();
@@ -107,7 +113,10 @@ pub(crate) fn scan(file: &File) -> io::Result<Scan> {
             enqueued_ms: le_u64(&header[20..]),
         };
         let Ok(len) = usize::try_from(len) else { break };
-        if len > MAX_PAYLOAD_BYTES || last_seq.is_some_and(|s| parsed.seq <= s) {
+        if len > MAX_PAYLOAD_BYTES
+            || parsed.seq < first_seq
+            || last_seq.is_some_and(|s| parsed.seq <= s)
+        {
             break;
         }
         payload.resize(len, 0);
@@ -199,7 +208,7 @@ mod tests {
         let full = bytes.len() as u64;
         let mut file = tempfile::tempfile().unwrap();
         file.write_all(&bytes).unwrap();
-        let s = scan(&file).unwrap();
+        let s = scan(&file, 1).unwrap();
         assert_eq!(s.records.len(), 3);
         assert_eq!(s.valid_end, full);
         let mut out = Vec::new();
@@ -208,7 +217,7 @@ mod tests {
 
         // Torn: the last record is cut short.
         file.set_len(full - 5).unwrap();
-        let s = scan(&file).unwrap();
+        let s = scan(&file, 1).unwrap();
         assert_eq!(s.records.len(), 2);
         assert_eq!(s.valid_end, full - (HEADER_BYTES as u64 + 30));
 
@@ -218,9 +227,44 @@ mod tests {
         let mut bad = bytes.clone();
         bad[HEADER_BYTES + 10 + HEADER_BYTES + 3] ^= 0xff;
         file.write_all(&bad).unwrap();
-        let s = scan(&file).unwrap();
+        let s = scan(&file, 1).unwrap();
         assert_eq!(s.records.len(), 1);
         assert!(read_payload(&file, s.valid_end, &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn records_of_an_earlier_use_end_the_scan() {
+        // The file's first use: segment 10, records 10..=14.
+        let mut old = Vec::new();
+        for seq in 10..=14 {
+            encode(&mut old, header(seq, 50), &[7; 50]);
+        }
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&old).unwrap();
+        // Used again as segment 40: nothing written yet, then one shorter record.
+        assert!(scan(&file, 40).unwrap().records.is_empty());
+        let mut new = Vec::new();
+        encode(&mut new, header(40, 20), &[9; 20]);
+        file.seek(SeekFrom::Start(0)).unwrap();
+        file.write_all(&new).unwrap();
+        let s = scan(&file, 40).unwrap();
+        assert_eq!(s.records.len(), 1);
+        assert_eq!(s.valid_end, new.len() as u64);
+        // A new record that ends where an old one starts: the old one has a lower number.
+        let mut aligned = Vec::new();
+        encode(&mut aligned, header(40, 50), &[9; 50]);
+        file.seek(SeekFrom::Start(0)).unwrap();
+        file.write_all(&aligned).unwrap();
+        let s = scan(&file, 40).unwrap();
+        assert_eq!(s.records.len(), 1);
+        assert_eq!(s.records[0].header.seq, 40);
+        // The same file read as segment 10 (its old name) would take the old records: the
+        // name is what tells them apart.
+        assert_eq!(
+            scan(&file, 10).unwrap().records.len(),
+            1,
+            "40 then 11 breaks the order"
+        );
     }
 
     #[test]

@@ -280,3 +280,51 @@ fn records_in_a_spare_segment_survive_a_restart() {
     // The zeros after the records were dropped at recovery.
     assert_eq!(fs::metadata(&second).unwrap().len(), 2 * 68);
 }
+
+#[test]
+fn an_acknowledged_segment_becomes_the_spare_and_its_records_never_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let spare = dir.path().join(SPARE_FILE);
+    let q = Queue::open("t", &config(dir.path())).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !spare.exists() {
+        assert!(std::time::Instant::now() < deadline, "no spare segment");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // 68-byte records, 256-byte segments: records 1..=4 in segment 1, the fifth rotates
+    // into the zero-filled spare (segment 5).
+    for i in 1..=5 {
+        append(&q, i, 1);
+    }
+    assert!(!spare.exists(), "taken by the rotation");
+    let b = q.take(u64::MAX, u64::MAX).unwrap();
+    assert_eq!((b.first_seq, b.last_seq), (1, 5));
+    assert_eq!(q.complete(1, 5), Some(5));
+    q.persist(5).unwrap();
+    // Segment 1 is acknowledged: it is the spare now, records and all.
+    assert!(!segment::path(dir.path(), 1).exists());
+    let reused = fs::read(&spare).unwrap();
+    assert_eq!(reused.len(), 4 * 68);
+    assert_eq!(reused[..4], 40u32.to_le_bytes(), "segment 1's first record");
+    // Records 6..=8 fill segment 5; record 9 rotates into the reused file, over record 1.
+    for i in 6..=9 {
+        append(&q, i, 1);
+    }
+    let ninth = segment::path(dir.path(), 9);
+    assert_eq!(fs::metadata(&ninth).unwrap().len(), 4 * 68);
+    drop(q);
+
+    let q = Queue::open("t", &config(dir.path())).unwrap();
+    let got = drain(&q);
+    let seqs: Vec<(u64, u64)> = got.iter().map(|(a, b, _)| (*a, *b)).collect();
+    assert_eq!(seqs, vec![(6, 9)]);
+    let tags: Vec<u8> = got[0].2.chunks(40).map(|p| p[0]).collect();
+    assert_eq!(tags, [6, 7, 8, 9]);
+    assert_eq!(q.stats().spans.load(Ordering::Relaxed), 4);
+    // Records 2..=4 of the file's first use were cut at recovery.
+    assert_eq!(fs::metadata(&ninth).unwrap().len(), 68);
+    // Sequence numbers go on after the reused file's own.
+    append(&q, 10, 1);
+    let b = q.take(u64::MAX, u64::MAX).unwrap();
+    assert_eq!(b.first_seq, 10);
+}
