@@ -1,6 +1,6 @@
 //! Encoding spans into the shared format (see the parent module).
 
-use super::{FxMap, INTERN_MAX_LEN, put_varint, zigzag};
+use super::{FxMap, INTERN_MAX_LEN, MAX_VARINT, put_varint, varint_len, zigzag};
 #[cfg(test)]
 use crate::model::Span;
 use crate::model::same_str;
@@ -46,7 +46,9 @@ pub(crate) fn encode_batch_traces<'s>(batch: &BatchView<'s>) -> (Vec<u8>, Vec<Tr
         put_varint(&mut body, group.len() as u64);
         body.extend_from_slice(&group_buf);
     }
-    let mut out = Vec::with_capacity(body.len() + enc.strings_len + 64);
+    // Sized for everything below, so that the body is copied once and never again by a grow.
+    let tables: usize = enc.resources.iter().chain(&enc.scopes).map(Vec::len).sum();
+    let mut out = Vec::with_capacity(4 * MAX_VARINT + enc.strings_len + tables + body.len());
     put_varint(&mut out, base);
     put_varint(&mut out, enc.strings.len() as u64);
     for s in &enc.strings {
@@ -67,6 +69,7 @@ pub(crate) fn encode_batch_traces<'s>(batch: &BatchView<'s>) -> (Vec<u8>, Vec<Tr
 struct Encoder<'s> {
     string_ids: FxMap<&'s str, u32>,
     strings: Vec<&'s str>,
+    /// Bytes the string table takes in the chunk (lengths included).
     strings_len: usize,
     /// Table index of each resource (scope) of the batch, once encoded.
     resource_ids: Vec<Option<u32>>,
@@ -97,7 +100,7 @@ impl<'s> Encoder<'s> {
         let next = self.strings.len() as u32;
         *self.string_ids.entry(s).or_insert_with(|| {
             self.strings.push(s);
-            self.strings_len += s.len() + 2;
+            self.strings_len += varint_len(s.len() as u64) + s.len();
             next
         })
     }

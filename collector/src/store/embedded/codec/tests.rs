@@ -5,11 +5,23 @@ use crate::model::{AttrValue, BatchView, KeyValue, Resource, Scope, Span, SpanKi
 
 #[test]
 fn varint_and_zigzag_round_trip() {
-    for v in [0u64, 1, 127, 128, 300, u64::MAX] {
+    for v in [
+        0u64,
+        1,
+        127,
+        128,
+        300,
+        16_383,
+        16_384,
+        u64::MAX >> 1,
+        u64::MAX,
+    ] {
         let mut b = Vec::new();
         put_varint(&mut b, v);
         assert_eq!(Reader::new(&b).varint().unwrap(), v);
+        assert_eq!(varint_len(v), b.len(), "{v}");
     }
+    assert_eq!(varint_len(u64::MAX), MAX_VARINT);
     for v in [0i64, -1, 1, i64::MIN, i64::MAX] {
         assert_eq!(unzigzag(zigzag(v)), v);
     }
@@ -64,6 +76,9 @@ proptest::proptest! {
         let converted = crate::model::convert_request(request);
         let from_spans = BatchView::from_spans(&converted.batch.spans);
         proptest::prop_assert_eq!(encode_batch(&parsed.batch), encode_batch(&from_spans));
+        // Sized up front: a chunk that had to grow would have about twice the room it needs.
+        let (chunk, _) = encode_batch_traces(&parsed.batch);
+        proptest::prop_assert!(chunk.capacity() - chunk.len() <= 4 * MAX_VARINT);
         let (a, b) = (
             super::super::chunk::Summary::of_batch(&parsed.batch),
             super::super::chunk::Summary::of_batch(&from_spans),
