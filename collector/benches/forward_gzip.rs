@@ -13,8 +13,8 @@
 //! - `forward_body`: `forward::body::gzip`, what the sender runs now (zlib-rs, level 1);
 //! - `gunzip_flate2` / `inflate_miniz`: decompressing the `forward_body` output with flate2
 //!   (zlib-rs) and with `miniz_oxide`;
-//! - `zstd_body`: `forward::body::zstd` (level 1, one context per thread), the sender's
-//!   `--forward-compression zstd`, and `unzstd` decompressing it.
+//! - `zstd_body`: `forward::body::zstd` (level −4, `ZSTD_LEVEL`; one context per thread),
+//!   the sender's `--forward-compression zstd`, and `unzstd` decompressing it.
 //!
 //! Run with: `cargo bench -p tracelight-collector --bench forward_gzip`. Compressed sizes are
 //! printed once per payload.
