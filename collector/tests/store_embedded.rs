@@ -502,12 +502,23 @@ fn torn_wal_tail_is_truncated_and_earlier_records_kept() {
     assert_eq!(span_count(&store, 3), 0, "the torn record is dropped");
     assert_eq!(store.corrupt_records(), 0, "a torn tail is not corruption");
     assert!(fs::metadata(wal(dir.path())).unwrap().len() < len - 17);
-    // Writing after the recovery appends cleanly.
-    store.write_batch(trace_batch(4, 4, base)).unwrap();
+    appends_cleanly_after_recovery(store, cfg, 4, base, 12);
+}
+
+/// Writing after a recovery appends cleanly: trace `trace` (4 spans) written to the recovered
+/// `store` is found after another crash, with `total` spans in all.
+fn appends_cleanly_after_recovery(
+    store: EmbeddedStore,
+    cfg: EmbeddedConfig,
+    trace: u64,
+    base: u64,
+    total: u64,
+) {
+    store.write_batch(trace_batch(trace, 4, base)).unwrap();
     store.simulate_crash(false).unwrap();
     let store = EmbeddedStore::open(cfg).unwrap();
-    assert_eq!(span_count(&store, 4), 4);
-    assert_eq!(store.stats().spans, 12);
+    assert_eq!(span_count(&store, trace), 4);
+    assert_eq!(store.stats().spans, total);
 }
 
 /// Bytes of the files in `dir` but `LOCK` (20 bytes, not span data).
@@ -555,12 +566,7 @@ fn records_in_a_spare_wal_file_survive_a_crash_and_its_zeros_are_dropped() {
         "the zeros were dropped: {wal_len} bytes"
     );
     assert_eq!(store.stats().bytes, bytes_on_disk(dir.path()));
-    // Writing after the recovery appends cleanly.
-    store.write_batch(trace_batch(6, 4, base)).unwrap();
-    store.simulate_crash(false).unwrap();
-    let store = EmbeddedStore::open(cfg).unwrap();
-    assert_eq!(span_count(&store, 6), 4);
-    assert_eq!(store.stats().spans, 24);
+    appends_cleanly_after_recovery(store, cfg, 6, base, 24);
 }
 
 /// A sealed WAL file is used again as the spare; the records of its earlier use that the new
@@ -615,12 +621,7 @@ fn stale_records_of_a_recycled_wal_file_are_never_replayed() {
         "stale records are not corruption"
     );
     assert_eq!(store.stats().bytes, bytes_on_disk(dir.path()));
-    // Writing after the recovery appends cleanly.
-    store.write_batch(trace_batch(9, 4, base)).unwrap();
-    store.simulate_crash(false).unwrap();
-    let store = EmbeddedStore::open(cfg).unwrap();
-    assert_eq!(span_count(&store, 9), 4);
-    assert_eq!(store.stats().spans, 6);
+    appends_cleanly_after_recovery(store, cfg, 9, base, 6);
 }
 
 #[test]

@@ -576,6 +576,26 @@ fn key_value<'a>(
     if depth > RECURSION_LIMIT {
         return Err(WireError::Depth);
     }
+    // The layout every SDK writes: the key (field 1), then the value (field 2), each with a
+    // one-byte length, and nothing else. Read at once; any other layout (another order,
+    // repeated or unknown fields, longer lengths) goes through the loop below, to the same
+    // result.
+    if let [0x0a, key_len, rest @ ..] = buf
+        && *key_len < 0x80
+        && let Some((key_bytes, rest)) = rest.split_at_checked(usize::from(*key_len))
+        && let [0x12, value_len, value_bytes @ ..] = rest
+        && *value_len < 0x80
+        && value_bytes.len() == usize::from(*value_len)
+    {
+        let key = match &mut recent {
+            Some((recent, at)) => recent.str(Slot::Key(*at), key_bytes),
+            None => std::str::from_utf8(key_bytes),
+        }
+        .map_err(|_| WireError::Utf8)?;
+        let value_recent = recent.as_mut().map(|(r, at)| (&mut **r, *at));
+        let value = merge_any_value(ValueView::Empty, value_bytes, depth + 1, value_recent)?;
+        return Ok((key, value));
+    }
     let (mut key, mut value) = ("", ValueView::Empty);
     let mut c = Cursor::new(buf);
     while let Some((field, wt)) = c.key()? {
@@ -612,6 +632,28 @@ fn merge_any_value<'a>(
     const M: &str = "AnyValue";
     if depth > RECURSION_LIMIT {
         return Err(WireError::Depth);
+    }
+    // The usual layouts, read at once: a string with a one-byte length, or an integer, and
+    // nothing else. Anything else goes through the loop below, to the same result.
+    match buf {
+        [0x0a, len, bytes @ ..] if *len < 0x80 && bytes.len() == usize::from(*len) => {
+            return Ok(ValueView::Str(
+                match &mut recent {
+                    Some((recent, at)) => recent.str(Slot::Value(*at), bytes),
+                    None => std::str::from_utf8(bytes),
+                }
+                .map_err(|_| WireError::Utf8)?,
+            ));
+        }
+        [0x18, rest @ ..] => {
+            let mut c = Cursor::new(rest);
+            if let Ok(v) = c.varint()
+                && c.buf.is_empty()
+            {
+                return Ok(ValueView::Int(v as i64));
+            }
+        }
+        _ => {}
     }
     let mut value = prev;
     let mut c = Cursor::new(buf);

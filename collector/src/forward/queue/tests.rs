@@ -248,17 +248,23 @@ fn the_commit_thread_waits_for_an_announced_append() {
     assert_eq!(q.group_commits(), 2);
 }
 
-#[test]
-fn records_in_a_spare_segment_survive_a_restart() {
+/// A new queue in a temporary directory, once it has written its first (zero-filled) spare
+/// segment, which it does on its own thread; and the spare's path.
+fn open_with_spare() -> (tempfile::TempDir, PathBuf, Queue) {
     let dir = tempfile::tempdir().unwrap();
     let spare = dir.path().join(SPARE_FILE);
     let q = Queue::open("t", &config(dir.path())).unwrap();
-    // The queue writes the next segment ahead, on its own thread; wait for it.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !spare.exists() {
         assert!(std::time::Instant::now() < deadline, "no spare segment");
         std::thread::sleep(Duration::from_millis(5));
     }
+    (dir, spare, q)
+}
+
+#[test]
+fn records_in_a_spare_segment_survive_a_restart() {
+    let (dir, _spare, q) = open_with_spare();
     // 68-byte records, 256-byte segments: the fifth append rotates into the spare.
     for i in 0..6 {
         append(&q, i, 1);
@@ -283,14 +289,7 @@ fn records_in_a_spare_segment_survive_a_restart() {
 
 #[test]
 fn an_acknowledged_segment_becomes_the_spare_and_its_records_never_come_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let spare = dir.path().join(SPARE_FILE);
-    let q = Queue::open("t", &config(dir.path())).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !spare.exists() {
-        assert!(std::time::Instant::now() < deadline, "no spare segment");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let (dir, spare, q) = open_with_spare();
     // 68-byte records, 256-byte segments: records 1..=4 in segment 1, the fifth rotates
     // into the zero-filled spare (segment 5).
     for i in 1..=5 {

@@ -336,6 +336,78 @@ pub(crate) mod generated {
         assert_eq!(spans[0].attributes.len(), 1);
     }
 
+    /// A request with one span whose only attribute is the `KeyValue` message `kv`, as bytes.
+    fn with_attribute(kv: &[u8]) -> Vec<u8> {
+        let mut span = Span {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            name: "op".into(),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        prost::encoding::bytes::encode(9, &kv.to_vec(), &mut span);
+        let mut scope_spans = Vec::new();
+        prost::encoding::bytes::encode(2, &span, &mut scope_spans);
+        let mut resource_spans = Vec::new();
+        prost::encoding::bytes::encode(2, &scope_spans, &mut resource_spans);
+        let mut request = Vec::new();
+        prost::encoding::bytes::encode(1, &resource_spans, &mut request);
+        request
+    }
+
+    /// The short path for the usual `KeyValue` / `AnyValue` layouts and the general loop agree
+    /// with prost on layouts near them: other orders, repeated and unknown fields, two-byte
+    /// lengths, bad UTF-8, trailing bytes.
+    #[test]
+    fn attribute_layouts_read_like_prost() {
+        let long = "k".repeat(200);
+        let value_str = |s: &str| {
+            let mut v = Vec::new();
+            prost::encoding::string::encode(1, &s.to_owned(), &mut v);
+            v
+        };
+        let value_int = |i: i64| {
+            let mut v = Vec::new();
+            prost::encoding::int64::encode(3, &i, &mut v);
+            v
+        };
+        let kv = |parts: &[(u32, &[u8])]| {
+            let mut out = Vec::new();
+            for (field, bytes) in parts {
+                prost::encoding::bytes::encode(*field, &bytes.to_vec(), &mut out);
+            }
+            out
+        };
+        let mut unknown = value_str("v");
+        prost::encoding::uint32::encode(9, &7, &mut unknown);
+        let mut int_then_junk = value_int(5);
+        int_then_junk.push(0x80);
+        let layouts: Vec<Vec<u8>> = vec![
+            kv(&[(1, b"key"), (2, &value_str("v"))]),
+            kv(&[(1, b"key"), (2, &value_int(-3))]),
+            kv(&[(1, b"key"), (2, &value_int(i64::MAX))]),
+            kv(&[(1, b"key"), (2, &[])]),
+            kv(&[(1, b""), (2, &value_str(""))]),
+            kv(&[(2, &value_str("v")), (1, b"key")]),
+            kv(&[(1, b"a"), (1, b"b"), (2, &value_str("v"))]),
+            kv(&[(1, b"key"), (2, &value_str("v")), (2, &value_int(1))]),
+            kv(&[(1, long.as_bytes()), (2, &value_str("v"))]),
+            kv(&[(1, b"key"), (2, &value_str(&long))]),
+            kv(&[(1, b"key"), (2, &unknown)]),
+            kv(&[(1, b"key"), (2, &int_then_junk)]),
+            kv(&[(1, b"\xff\xfe"), (2, &value_str("v"))]),
+            kv(&[(1, b"key"), (2, &[0x0a, 2, 0xc3, 0x28])]),
+            kv(&[(1, b"key")]),
+            kv(&[(2, &value_int(9))]),
+        ];
+        for (i, layout) in layouts.iter().enumerate() {
+            let request = with_attribute(layout);
+            let prost = ExportTraceServiceRequest::decode(request.as_slice()).is_ok();
+            assert_eq!(parse_request(&request).is_ok(), prost, "layout {i}");
+            both(&request);
+        }
+    }
+
     /// Values nested deeper than the conversion keeps become `Empty`, as with prost.
     #[test]
     fn deep_values_are_cut_like_the_conversion() {
