@@ -145,12 +145,8 @@ impl Sealer {
                 // The largest of the WAL files becomes the next spare, unless one is ready; its
                 // bytes stay counted.
                 let recycled = self.recycle(&wal_files);
-                let freed: u64 = wal_files
-                    .iter()
-                    .filter(|(path, _)| Some(path) != recycled.as_ref())
-                    .map(|(_, n)| n)
-                    .sum();
-                for (path, _) in &wal_files {
+                let mut freed = 0;
+                for (path, bytes) in &wal_files {
                     if Some(path) == recycled.as_ref() {
                         continue;
                     }
@@ -159,6 +155,7 @@ impl Sealer {
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                         Err(e) => return Err(e.into()),
                     }
+                    freed += bytes;
                 }
                 {
                     let mut st = self.shared.state.write();
@@ -192,7 +189,7 @@ impl Sealer {
             return None;
         }
         match wal_file::recycle(path, &spare) {
-            Ok(_) => Some(path.clone()),
+            Ok(()) => Some(path.clone()),
             Err(e) => {
                 tracing::warn!(error = %e, file = %path.display(), "could not reuse a WAL file as the spare");
                 None

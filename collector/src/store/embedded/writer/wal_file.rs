@@ -159,14 +159,12 @@ pub(super) fn start(file: &mut File) -> io::Result<u64> {
 }
 
 /// Makes the retired WAL file at `path` the spare: a head with a new salt over its first
-/// bytes, fsynced, then the rename. Returns its size. The caller syncs the directory.
-pub(super) fn recycle(path: &Path, spare: &Spare) -> io::Result<u64> {
+/// bytes, fsynced, then the rename. The caller syncs the directory.
+pub(super) fn recycle(path: &Path, spare: &Spare) -> io::Result<()> {
     let file = OpenOptions::new().write(true).open(path)?;
     file.write_all_at(&head(new_salt()), 0)?;
     file.sync_data()?;
-    let len = file.metadata()?.len();
-    spare.install(path)?;
-    Ok(len)
+    spare.install(path)
 }
 
 #[cfg(test)]
@@ -212,7 +210,8 @@ mod tests {
         let path = dir.path().join("wal-1.log");
         std::fs::write(&path, &old).unwrap();
         let spare = Spare::new(dir.path(), "wal.spare");
-        assert_eq!(recycle(&path, &spare).unwrap(), old.len() as u64);
+        recycle(&path, &spare).unwrap();
+        assert_eq!(spare.ready_bytes().unwrap(), old.len() as u64);
         assert!(!path.exists());
 
         // Taken again: records 9 and 10 written over the start of the stale ones.
