@@ -493,10 +493,13 @@ impl Writer {
         sync_dir(&self.cfg.dir)?;
         self.wal = wal;
         self.wal_len = wal_file::head_len();
-        self.wal_alloc = wal_alloc;
+        // The head written into a new (empty) file grows it: counted like a commit's growth.
+        let grown = self.wal_len.saturating_sub(wal_alloc);
+        self.wal_alloc = wal_alloc + grown;
         self.salt = Some(salt);
         let chunks = {
             let mut st = self.shared.state.write();
+            st.wal_bytes += grown;
             let from = st.frozen;
             st.frozen = st.memtable.len();
             st.frozen_spans = st.memtable_spans;
