@@ -514,9 +514,68 @@ pub(crate) fn tag_hashes(batch: &BatchView<'_>) -> Vec<u64> {
             scope_tags(s.scope(), &mut push);
         }
     }
-    tags.sort_unstable();
-    tags.dedup();
-    tags
+    sorted_distinct(tags)
+}
+
+/// `hashes` sorted, without duplicates (what `sort_unstable` then `dedup` give).
+///
+/// The duplicates are dropped first, through a table indexed by the hashes' top bits (they
+/// are well mixed already, so one probe mostly does), and only the distinct hashes are
+/// sorted: a 100-span chunk of the load generator's gives ~680 tag hashes of which ~280 are
+/// distinct (Callgrind: 59 k instructions sorting them all, 52 k with the table, whose
+/// clearing Callgrind counts per byte). Not for a block's merged chunk lists: few of their
+/// hashes repeat (mostly unique URLs and ids), so the table would only add.
+pub(crate) fn sorted_distinct(mut hashes: Vec<u64>) -> Vec<u64> {
+    /// Below this, sorting everything costs less than clearing a table.
+    const SMALL: usize = 32;
+    if hashes.len() < SMALL {
+        hashes.sort_unstable();
+        hashes.dedup();
+        return hashes;
+    }
+    // At least twice as many slots as hashes: a quarter to a half of them in use.
+    let bits = (hashes.len() * 2).next_power_of_two().trailing_zeros();
+    let mask = (1usize << bits) - 1;
+    // 0 marks a free slot; a hash that is 0 is remembered apart.
+    let mut table = vec![0u64; 1 << bits];
+    let mut zero_seen = false;
+    // Hashes of crafted attributes could share their top bits and make the probes quadratic:
+    // past this many, the rest is left to the sort.
+    let mut probes_left = hashes.len() * 4;
+    let mut kept = 0;
+    let mut i = 0;
+    while i < hashes.len() && probes_left > 0 {
+        let h = hashes[i];
+        let new = if h == 0 {
+            !std::mem::replace(&mut zero_seen, true)
+        } else {
+            let mut slot = (h >> (64 - bits)) as usize;
+            loop {
+                probes_left = probes_left.saturating_sub(1);
+                match table[slot] {
+                    0 => {
+                        table[slot] = h;
+                        break true;
+                    }
+                    t if t == h => break false,
+                    _ => slot = (slot + 1) & mask,
+                }
+            }
+        };
+        if new {
+            hashes[kept] = h;
+            kept += 1;
+        }
+        i += 1;
+    }
+    // The first `kept` are the distinct ones of the first `i`; the rest were not looked at.
+    let all_looked_at = i == hashes.len();
+    hashes.drain(kept..i);
+    hashes.sort_unstable();
+    if !all_looked_at {
+        hashes.dedup();
+    }
+    hashes
 }
 
 /// The encodings held by a block's decompressed data: one per part (format 2) or the whole
@@ -597,7 +656,26 @@ pub(crate) fn build_format(
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        #[test]
+        fn sorted_distinct_sorts_and_dedups(
+            // Few distinct values (many repeats), zeros and the largest value included.
+            small in proptest::collection::vec(prop_oneof![Just(0u64), Just(u64::MAX), 0u64..50], 0..300),
+            spread in proptest::collection::vec(any::<u64>(), 0..3000),
+            repeats in 1usize..4,
+        ) {
+            for input in [small, spread.iter().copied().cycle().take(spread.len() * repeats).collect()] {
+                let mut want = input.clone();
+                want.sort_unstable();
+                want.dedup();
+                prop_assert_eq!(sorted_distinct(input), want);
+            }
+        }
+    }
 
     #[test]
     fn int_str_matches_to_string() {
