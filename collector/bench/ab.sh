@@ -10,7 +10,9 @@
 # loopback with its own temporary data directory (the durable store), drives it with
 # tracelight-loadgen for DURATION seconds after WARMUP, and reads the collector's CPU time from
 # /proc (loadgen --pid). Prints every pair (old, new, new ÷ old), then per configuration the
-# ranges, the median of the per-pair ratios and how many pairs the new binary was ahead.
+# ranges, the median of the per-pair ratios and how many pairs the new binary was ahead; and,
+# so that a change that trades latency for CPU shows, the medians of the per-pair ratios of
+# the accepted spans per second and of the p99 latency.
 #
 # Environment (all optional):
 #   PAIRS=8  DURATION=4  WARMUP=1
@@ -61,7 +63,7 @@ grpc_addr=127.0.0.1:$BASE_PORT
 http_addr=127.0.0.1:$((BASE_PORT + 1))
 admin_addr=127.0.0.1:$((BASE_PORT + 3))
 
-# One run: prints spans per collector CPU-second.
+# One run: prints spans per collector CPU-second, accepted spans per second, p99 latency (ms).
 run() {
     local binary=$1 protocol=$2 batch=$3 conns=$4
     local data=$work/data
@@ -89,7 +91,8 @@ run() {
     fi
     "$loadgen" --protocol "$protocol" --addr "$addr" --batch "$batch" \
         --connections "$conns" --duration "$DURATION" --warmup "$WARMUP" \
-        --pid "$collector_pid" --json | jq -r '.collector.spans_per_cpu_second'
+        --pid "$collector_pid" --json |
+        jq -r '"\(.collector.spans_per_cpu_second) \(.accepted_spans_per_sec) \(.latency.p99_ms)"'
     kill -TERM "$collector_pid"
     wait "$collector_pid" 2>/dev/null || true
     collector_pid=
@@ -98,7 +101,7 @@ run() {
 summary=()
 for config in $CONFIGS; do
     IFS=: read -r protocol batch conns <<<"$config"
-    echo "== $protocol $batch spans × $conns connections: old new new÷old"
+    echo "== $protocol $batch spans × $conns connections: spans/CPU-s old new ratio, spans/s old new ratio, p99 ms old new ratio"
     : >"$work/pairs"
     for i in $(seq "$PAIRS"); do
         if ((i % 2)); then
@@ -108,19 +111,24 @@ for config in $CONFIGS; do
             b=$(run "$new" "$protocol" "$batch" "$conns")
             a=$(run "$old" "$protocol" "$batch" "$conns")
         fi
-        echo "$a $b" | awk '{printf "%.0f %.0f %.3f\n", $1, $2, $2 / $1}' | tee -a "$work/pairs"
+        # Columns: CPU old new ratio, spans/s old new ratio, p99 old new ratio.
+        echo "$a $b" | awk '{
+            printf "%.0f %.0f %.3f %.0f %.0f %.3f %.2f %.2f %.3f\n",
+                $1, $4, $4 / $1, $2, $5, $5 / $2, $3, $6, ($3 > 0 ? $6 / $3 : 1)
+        }' | tee -a "$work/pairs"
     done
-    # Each column sorted on its own (sort(1): mawk has no asort): ranges and the median ratio.
+    # Each column sorted on its own (sort(1): mawk has no asort): ranges and the median ratios.
     col() { cut -d' ' -f"$1" "$work/pairs" | sort -g; }
-    line=$(paste -d' ' <(col 1) <(col 2) <(col 3) | awk -v c="$protocol $batch×$conns" '
-        { o[NR] = $1; n[NR] = $2; r[NR] = $3 }
+    line=$(paste -d' ' <(col 1) <(col 2) <(col 3) <(col 6) <(col 9) | awk -v c="$protocol $batch×$conns" '
+        function median(a) { return (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }
+        { o[NR] = $1; n[NR] = $2; r[NR] = $3; t[NR] = $4; p[NR] = $5 }
         END {
-            m = (NR % 2) ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2
-            printf "%-14s old %.0f–%.0f k  new %.0f–%.0f k  median new÷old %.3f",
-                c, o[1] / 1000, o[NR] / 1000, n[1] / 1000, n[NR] / 1000, m
+            printf "%-14s old %.0f–%.0f k  new %.0f–%.0f k  median new÷old %.3f (spans/s %.3f, p99 %.3f)",
+                c, o[1] / 1000, o[NR] / 1000, n[1] / 1000, n[NR] / 1000, median(r), median(t), median(p)
         }')
     summary+=("$line  new ahead $(awk '$3 > 1' "$work/pairs" | wc -l) of $PAIRS")
 done
 echo
-echo "spans per collector CPU-second (old: $old, new: $new)"
+echo "spans per collector CPU-second (old: $old, new: $new); in brackets the median ratios of"
+echo "accepted spans per second and of p99 latency"
 printf '%s\n' "${summary[@]}"
