@@ -525,7 +525,7 @@ pub(crate) fn tag_hashes(batch: &BatchView<'_>) -> Vec<u64> {
 /// distinct (Callgrind: 59 k instructions sorting them all, 52 k with the table, whose
 /// clearing Callgrind counts per byte). Not for a block's merged chunk lists: few of their
 /// hashes repeat (mostly unique URLs and ids), so the table would only add.
-pub(crate) fn sorted_distinct(mut hashes: Vec<u64>) -> Vec<u64> {
+fn sorted_distinct(mut hashes: Vec<u64>) -> Vec<u64> {
     /// Below this, sorting everything costs less than clearing a table.
     const SMALL: usize = 32;
     if hashes.len() < SMALL {
@@ -568,13 +568,11 @@ pub(crate) fn sorted_distinct(mut hashes: Vec<u64>) -> Vec<u64> {
         }
         i += 1;
     }
-    // The first `kept` are the distinct ones of the first `i`; the rest were not looked at.
-    let all_looked_at = i == hashes.len();
+    // The first `kept` are the distinct ones of the first `i`; the rest, not looked at if the
+    // probes ran out, may repeat them.
     hashes.drain(kept..i);
     hashes.sort_unstable();
-    if !all_looked_at {
-        hashes.dedup();
-    }
+    hashes.dedup();
     hashes
 }
 
