@@ -11,6 +11,10 @@ use super::codec::FxMap;
 use crate::model::{BatchView, Span, SpanKind, TraceId};
 use crate::store::TraceQuery;
 
+/// Distinct operations (service, span name, kind) a chunk's summary makes room for at first:
+/// the load generator's 100-span requests have ~10.
+const OPS_CAPACITY: usize = 32;
+
 /// What queries and block summaries need to know about a chunk without decoding it.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Summary {
@@ -49,7 +53,9 @@ impl Summary {
             traces.is_sorted_by(|a, b| a < b),
             "sorted, distinct trace ids"
         );
-        let mut ops: FxMap<(&str, &str, SpanKind), u64> = FxMap::default();
+        // Sized for a batch's usual operations, so that counting them does not rehash.
+        let mut ops: FxMap<(&str, &str, SpanKind), u64> =
+            FxMap::with_capacity_and_hasher(OPS_CAPACITY, Default::default());
         let (mut min_start, mut max_start, mut max_end) = (u64::MAX, 0, 0);
         let (mut min_duration, mut max_duration) = (u64::MAX, 0);
         for s in batch.spans() {

@@ -85,6 +85,9 @@ struct Encoder<'s> {
 /// the span attributes by position.
 const SPAN_SLOTS: usize = 3;
 const RECENT_SLOTS: usize = SPAN_SLOTS + 64;
+/// Room for a resource's or scope's table entry (string ids and values, mostly under 64 bytes),
+/// so that building one does not regrow it byte by byte.
+const TABLE_ENTRY_BYTES: usize = 64;
 
 impl<'s> Encoder<'s> {
     /// An encoder with room for `strings` distinct strings.
@@ -92,6 +95,8 @@ impl<'s> Encoder<'s> {
         Self {
             string_ids: FxMap::with_capacity_and_hasher(strings, Default::default()),
             strings: Vec::with_capacity(strings),
+            // A batch's resources and scopes: a few of each.
+            table_ids: FxMap::with_capacity_and_hasher(8, Default::default()),
             ..Self::default()
         }
     }
@@ -252,7 +257,8 @@ impl<'s> Encoder<'s> {
             return *id;
         }
         let r = batch.resource(i);
-        let mut b = vec![0u8];
+        let mut b = Vec::with_capacity(TABLE_ENTRY_BYTES);
+        b.push(0u8);
         self.string(&mut b, r.service_name);
         self.kvs(&mut b, batch.resource_attributes(r));
         let id = self.table_entry(b, false);
@@ -268,7 +274,8 @@ impl<'s> Encoder<'s> {
             return *id;
         }
         let s = batch.scope(i);
-        let mut b = vec![1u8];
+        let mut b = Vec::with_capacity(TABLE_ENTRY_BYTES);
+        b.push(1u8);
         self.string(&mut b, s.name);
         self.string(&mut b, s.version);
         self.kvs(&mut b, batch.scope_attributes(s));
