@@ -46,7 +46,8 @@ pub fn service(ingest: Arc<Ingest>, max_request_bytes: usize) -> raw::RawTraceSe
     raw::RawTraceServer::new(GrpcReceiver::new(ingest), max_request_bytes)
 }
 
-/// The generated tonic service (re-encodes forwarded batches); same configuration.
+/// The generated tonic service (re-encodes forwarded batches); same configuration (requests in
+/// gzip or zstd accepted, responses not compressed).
 pub fn generated_service(
     ingest: Arc<Ingest>,
     max_request_bytes: usize,
@@ -54,8 +55,6 @@ pub fn generated_service(
     TraceServiceServer::new(GrpcReceiver::new(ingest))
         .accept_compressed(CompressionEncoding::Gzip)
         .accept_compressed(CompressionEncoding::Zstd)
-        .send_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Zstd)
         .max_decoding_message_size(max_request_bytes)
 }
 
