@@ -6,8 +6,9 @@
 //! `RESOURCE_EXHAUSTED` without RetryInfo (not retryable), as the OTLP spec requires, and an
 //! undecodable message (tonic: `INTERNAL`) into `INVALID_ARGUMENT`; both are counted.
 //!
-//! The served `TraceService` is [`raw::RawTraceServer`]: the generated server's behaviour with a
-//! codec that keeps the request's bytes, forwarded as received.
+//! The served `TraceService` is [`raw::RawTraceServer`]: the generated server's behaviour, but
+//! it keeps the request's bytes (forwarded as received) and reads them without tonic's generic
+//! unary path.
 
 pub mod raw;
 
@@ -59,7 +60,7 @@ pub fn generated_service(
 }
 
 impl GrpcReceiver {
-    /// Handles one export from its bytes ([`raw::RawCodec`]): decode budget, decode, export.
+    /// Handles one export from its bytes ([`raw::RawExport`]): decode budget, decode, export.
     async fn export_raw(
         &self,
         raw: raw::RawExport,

@@ -1,35 +1,42 @@
-//! The `TraceService` server with a codec that keeps the request's protobuf bytes.
+//! The `TraceService/Export` method served from the request's bytes.
 //!
-//! Same routing, compression and size limits as the generated `TraceServiceServer`, but the
-//! codec yields the message's bytes (one copy of the decompressed message, shared by reference
-//! count): the handler checks the decode budget, decodes them (on a blocking thread when large),
+//! Same routing, compression and size limits as the generated `TraceServiceServer`, and the
+//! same statuses for bad input as tonic's unary path, but without its generic machinery:
+//!
+//! - the message is taken from the body's DATA frames without a copy when one frame holds it (a
+//!   100-span export is one frame: the server's `SETTINGS_MAX_FRAME_SIZE` is 1 MiB);
+//! - the export starts as soon as the message is complete, not after the end of the stream
+//!   (clients send that in a frame of its own); the answer still waits for it, after the
+//!   export.
+//!
+//! The handler checks the decode budget, decodes the bytes (on a blocking thread when large),
 //! and the forward queues then store them as received instead of re-encoding the converted
 //! batch.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::io::Read as _;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::{Buf as _, Bytes};
+use bytes::{Buf as _, BufMut as _, Bytes, BytesMut};
+use http::HeaderValue;
+use http_body_util::BodyExt as _;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message as _;
 use tonic::Status;
-use tonic::codec::{
-    BufferSettings, Codec, CompressionEncoding, DecodeBuf, Decoder, EnabledCompressionEncodings,
-    EncodeBuf, Encoder,
-};
 
 use super::GrpcReceiver;
 
-/// First size of a request's decode buffer (tonic grows it to the message's length).
-const DECODE_BUFFER_BYTES: usize = 64 << 10;
-/// tonic's default (it applies to encoding streams, which this service does not have).
-const ENCODE_YIELD_BYTES: usize = 32 << 10;
-
 /// The gRPC method path served.
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+/// A gRPC message's prefix: the compressed flag (1 byte) and the length (4 bytes, big endian).
+const PREFIX_LEN: usize = 5;
+
+/// The request encodings accepted, as announced in `grpc-accept-encoding`.
+const ACCEPT_ENCODING: &str = "gzip,zstd";
 
 /// A request's protobuf encoding, as received (after decompression), not yet decoded.
 #[derive(Debug)]
@@ -38,65 +45,17 @@ pub struct RawExport {
     pub encoded: Bytes,
 }
 
-/// Response encoder and [`RawExport`] decoder.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RawCodec;
-
-/// Encodes responses with prost.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ResponseEncoder;
-
-/// Decodes requests, keeping their bytes.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RawDecoder;
-
-impl Codec for RawCodec {
-    type Encode = ExportTraceServiceResponse;
-    type Decode = RawExport;
-    type Encoder = ResponseEncoder;
-    type Decoder = RawDecoder;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        ResponseEncoder
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        RawDecoder
-    }
-}
-
-impl Encoder for ResponseEncoder {
-    type Item = ExportTraceServiceResponse;
-    type Error = Status;
-
-    fn encode(&mut self, item: Self::Item, dst: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
-        item.encode(dst)
-            .map_err(|e| Status::internal(format!("failed to encode the response: {e}")))
-    }
-}
-
-impl Decoder for RawDecoder {
-    type Item = RawExport;
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Self::Error> {
-        let encoded = src.copy_to_bytes(src.remaining());
-        Ok(Some(RawExport { encoded }))
-    }
-
-    /// A request's first buffer holds a 100-span export (~53 KB) whole: tonic's default (8 KiB)
-    /// is grown, and what it holds copied, for every such request.
-    fn buffer_settings(&self) -> BufferSettings {
-        BufferSettings::new(DECODE_BUFFER_BYTES, ENCODE_YIELD_BYTES)
-    }
+/// How a request's message is compressed (`grpc-encoding`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Gzip,
+    Zstd,
 }
 
 /// The `TraceService` gRPC server (see the module docs).
 #[derive(Debug, Clone)]
 pub struct RawTraceServer {
     receiver: Arc<GrpcReceiver>,
-    accept: EnabledCompressionEncodings,
-    send: EnabledCompressionEncodings,
     max_decoding_message_size: usize,
 }
 
@@ -110,13 +69,8 @@ impl RawTraceServer {
     /// (its tables cleared with `memset`): ~2.5 % of the collector's CPU at 100-span requests
     /// (`collector/docs/storage.md`, session 9).
     pub fn new(receiver: GrpcReceiver, max_request_bytes: usize) -> Self {
-        let mut accept = EnabledCompressionEncodings::default();
-        accept.enable(CompressionEncoding::Gzip);
-        accept.enable(CompressionEncoding::Zstd);
         Self {
             receiver: Arc::new(receiver),
-            accept,
-            send: EnabledCompressionEncodings::default(),
             max_decoding_message_size: max_request_bytes,
         }
     }
@@ -124,20 +78,6 @@ impl RawTraceServer {
 
 impl tonic::server::NamedService for RawTraceServer {
     const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
-}
-
-/// The unary method bound to the receiver.
-struct ExportMethod(Arc<GrpcReceiver>);
-
-impl tonic::server::UnaryService<RawExport> for ExportMethod {
-    type Response = ExportTraceServiceResponse;
-    type Future =
-        Pin<Box<dyn Future<Output = Result<tonic::Response<Self::Response>, Status>> + Send>>;
-
-    fn call(&mut self, request: tonic::Request<RawExport>) -> Self::Future {
-        let receiver = Arc::clone(&self.0);
-        Box::pin(async move { receiver.export_raw(request.into_inner()).await })
-    }
 }
 
 impl<B> tower::Service<http::Request<B>> for RawTraceServer
@@ -158,10 +98,369 @@ where
             let status = Status::unimplemented(format!("unknown method {}", req.uri().path()));
             return Box::pin(async move { Ok(status.into_http()) });
         }
-        let method = ExportMethod(Arc::clone(&self.receiver));
-        let mut grpc = tonic::server::Grpc::new(RawCodec)
-            .apply_compression_config(self.accept, self.send)
-            .apply_max_message_size_config(Some(self.max_decoding_message_size), None);
-        Box::pin(async move { Ok(grpc.unary(method, req).await) })
+        let receiver = Arc::clone(&self.receiver);
+        let max = self.max_decoding_message_size;
+        Box::pin(async move { Ok(export(&receiver, req, max).await) })
+    }
+}
+
+/// Reads the request's message, exports it, and answers.
+async fn export<B>(
+    receiver: &GrpcReceiver,
+    req: http::Request<B>,
+    max: usize,
+) -> http::Response<tonic::body::Body>
+where
+    B: tonic::codegen::Body + Send + 'static,
+    B::Error: Into<tonic::codegen::StdError> + Send + 'static,
+{
+    let encoding = match request_encoding(req.headers()) {
+        Ok(encoding) => encoding,
+        Err(status) => return status.into_http(),
+    };
+    let mut body = std::pin::pin!(req.into_body());
+    let encoded = match read_message(body.as_mut(), max)
+        .await
+        .and_then(|(compressed, message)| {
+            if compressed {
+                decompress(encoding, &message, max)
+            } else {
+                Ok(message)
+            }
+        }) {
+        Ok(encoded) => encoded,
+        Err(status) => return status.into_http(),
+    };
+    let result = receiver.export_raw(RawExport { encoded }).await;
+    // The stream's end has almost always arrived during the export. Waiting for it keeps the
+    // answer from being an early response, which HTTP/2 ends with a RST_STREAM that some
+    // clients report as an error.
+    drain(body, max).await;
+    match result {
+        Ok(response) => ok_response(response.get_ref()),
+        Err(status) => status.into_http(),
+    }
+}
+
+/// Reads the rest of the body until its end (trailers included), giving up on a body error or
+/// after `max` more bytes (a client streaming data after its one message).
+async fn drain<B>(mut body: Pin<&mut B>, max: usize)
+where
+    B: tonic::codegen::Body,
+{
+    let mut left = max;
+    while !body.is_end_stream() {
+        match body.as_mut().frame().await {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    match left.checked_sub(data.remaining()) {
+                        Some(l) => left = l,
+                        None => return,
+                    }
+                }
+            }
+            None | Some(Err(_)) => return,
+        }
+    }
+}
+
+/// The request's `grpc-encoding`: none, `identity`, gzip or zstd; anything else is
+/// `UNIMPLEMENTED` with the accepted encodings (as tonic answers).
+fn request_encoding(headers: &http::HeaderMap) -> Result<Option<Encoding>, Status> {
+    let Some(value) = headers.get("grpc-encoding") else {
+        return Ok(None);
+    };
+    match value.as_bytes() {
+        b"identity" => Ok(None),
+        b"gzip" => Ok(Some(Encoding::Gzip)),
+        b"zstd" => Ok(Some(Encoding::Zstd)),
+        other => {
+            let mut status = Status::unimplemented(format!(
+                "Content is compressed with `{}` which isn't supported",
+                String::from_utf8_lossy(other)
+            ));
+            status.metadata_mut().insert(
+                "grpc-accept-encoding",
+                tonic::metadata::MetadataValue::from_static(ACCEPT_ENCODING),
+            );
+            Err(status)
+        }
+    }
+}
+
+/// Reads the body until it holds one whole message (the end of the stream is not waited for)
+/// and returns its compressed flag and bytes. The prefix is checked as soon as it arrives: a
+/// message over `max` is refused before its bytes are buffered.
+async fn read_message<B>(mut body: Pin<&mut B>, max: usize) -> Result<(bool, Bytes), Status>
+where
+    B: tonic::codegen::Body,
+    B::Error: Into<tonic::codegen::StdError>,
+{
+    // Everything received so far: the first frame as is, then a copy once a second one comes.
+    let mut first = Bytes::new();
+    let mut joined: Option<BytesMut> = None;
+    let mut needed: Option<(bool, usize)> = None;
+    loop {
+        let received = joined.as_ref().map_or(&first[..], |j| &j[..]);
+        if needed.is_none() && received.len() >= PREFIX_LEN {
+            needed = Some(prefix(received, max)?);
+        }
+        if let Some((compressed, len)) = needed
+            && received.len() >= PREFIX_LEN + len
+        {
+            let message = match joined {
+                Some(j) => j.freeze().slice(PREFIX_LEN..PREFIX_LEN + len),
+                None => first.slice(PREFIX_LEN..PREFIX_LEN + len),
+            };
+            return Ok((compressed, message));
+        }
+        let frame = match body.as_mut().frame().await {
+            None if received.is_empty() => {
+                return Err(Status::internal("Missing request message."));
+            }
+            None => return Err(Status::internal("Unexpected EOF decoding stream.")),
+            Some(Err(e)) => return Err(Status::from_error(e.into())),
+            Some(Ok(frame)) => frame,
+        };
+        let Ok(mut data) = frame.into_data() else {
+            continue; // trailers: nothing of the message
+        };
+        let data = data.copy_to_bytes(data.remaining());
+        match &mut joined {
+            Some(j) => j.extend_from_slice(&data),
+            None if first.is_empty() => first = data,
+            None => {
+                let capacity = needed.map_or(0, |(_, len)| PREFIX_LEN + len);
+                let mut j = BytesMut::with_capacity(capacity.max(first.len() + data.len()));
+                j.extend_from_slice(&first);
+                j.extend_from_slice(&data);
+                joined = Some(j);
+            }
+        }
+    }
+}
+
+/// The compressed flag and length of a message prefix, with tonic's statuses for a bad flag
+/// and for a message over `max` (`OUT_OF_RANGE`, which [`super::ResourceExhaustedLayer`]
+/// answers as `RESOURCE_EXHAUSTED`).
+fn prefix(received: &[u8], max: usize) -> Result<(bool, usize), Status> {
+    let compressed = match received[0] {
+        0 => false,
+        1 => true,
+        f => {
+            return Err(Status::internal(format!(
+                "protocol error: received message with invalid compression flag: {f} (valid flags are 0 and 1), while sending request"
+            )));
+        }
+    };
+    let len = u32::from_be_bytes([received[1], received[2], received[3], received[4]]) as usize;
+    if len > max {
+        return Err(Status::out_of_range(format!(
+            "Error, decoded message length too large: found {len} bytes, the limit is: {max} bytes"
+        )));
+    }
+    Ok((compressed, len))
+}
+
+/// Decompresses a message whose compressed flag is set, to at most `max` bytes.
+fn decompress(encoding: Option<Encoding>, message: &[u8], max: usize) -> Result<Bytes, Status> {
+    let Some(encoding) = encoding else {
+        // https://grpc.github.io/grpc/core/md_doc_compression.html: INTERNAL.
+        return Err(Status::internal(
+            "protocol error: received message with compressed-flag but no grpc-encoding was specified",
+        ));
+    };
+    let limit = max as u64 + 1;
+    let mut out = Vec::new();
+    let read = match encoding {
+        Encoding::Gzip => flate2::read::GzDecoder::new(message)
+            .take(limit)
+            .read_to_end(&mut out),
+        Encoding::Zstd => zstd::stream::read::Decoder::new(message)
+            .and_then(|decoder| decoder.take(limit).read_to_end(&mut out)),
+    };
+    match read {
+        Ok(_) if out.len() > max => Err(Status::resource_exhausted(format!(
+            "Error decompressing: size limit, of {max} bytes, exceeded while decompressing message"
+        ))),
+        Ok(_) => Ok(Bytes::from(out)),
+        Err(e) => Err(Status::internal(format!(
+            "Error decompressing: {e}, while sending request"
+        ))),
+    }
+}
+
+/// A `200` with the encoded response as one uncompressed message, then `grpc-status: 0`.
+fn ok_response(response: &ExportTraceServiceResponse) -> http::Response<tonic::body::Body> {
+    let len = response.encoded_len();
+    let mut message = BytesMut::with_capacity(PREFIX_LEN + len);
+    message.put_u8(0);
+    message.put_u32(u32::try_from(len).unwrap_or(u32::MAX));
+    response.encode_raw(&mut message);
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", HeaderValue::from_static("0"));
+    let frames = [
+        Ok::<_, Infallible>(hyper::body::Frame::data(message.freeze())),
+        Ok(hyper::body::Frame::trailers(trailers)),
+    ];
+    let body = http_body_util::StreamBody::new(futures_util::stream::iter(frames));
+    let mut out = http::Response::new(tonic::body::Body::new(body));
+    out.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use std::io::Write as _;
+
+    use futures_util::StreamExt as _;
+    use hyper::body::Frame;
+
+    use super::*;
+
+    type Frames = Vec<Result<Frame<Bytes>, Infallible>>;
+
+    fn data(bytes: &[u8]) -> Result<Frame<Bytes>, Infallible> {
+        Ok(Frame::data(Bytes::copy_from_slice(bytes)))
+    }
+
+    fn prefixed(flag: u8, message: &[u8]) -> Vec<u8> {
+        let mut out = vec![flag];
+        out.extend_from_slice(&(message.len() as u32).to_be_bytes());
+        out.extend_from_slice(message);
+        out
+    }
+
+    /// Reads from a body that yields `frames` and then, if `end` is false, never ends.
+    async fn read(frames: Frames, end: bool, max: usize) -> Result<(bool, Bytes), Status> {
+        let stream = futures_util::stream::iter(frames);
+        if end {
+            read_message(std::pin::pin!(http_body_util::StreamBody::new(stream)), max).await
+        } else {
+            let stream = stream.chain(futures_util::stream::pending());
+            read_message(std::pin::pin!(http_body_util::StreamBody::new(stream)), max).await
+        }
+    }
+
+    #[tokio::test]
+    async fn the_message_is_read_without_waiting_for_the_end_of_the_stream() {
+        let message = b"an export request".as_slice();
+        // One frame: the message is a slice of it. The body never ends: reading must not wait.
+        let got = read(vec![data(&prefixed(0, message))], false, 1024).await;
+        assert_eq!(got.unwrap(), (false, Bytes::from_static(message)));
+    }
+
+    #[tokio::test]
+    async fn draining_stops_at_the_end_or_after_too_much_data() {
+        // Ends: trailers included.
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("x", HeaderValue::from_static("y"));
+        let frames: Frames = vec![data(b"rest"), Ok(Frame::trailers(trailers))];
+        let body = http_body_util::StreamBody::new(futures_util::stream::iter(frames));
+        drain(std::pin::pin!(body), 1024).await;
+        // Never ends, but sends more than `max`: given up on (this test would hang otherwise).
+        let stream = futures_util::stream::iter(vec![data(&[0; 600]), data(&[0; 600])])
+            .chain(futures_util::stream::pending());
+        drain(
+            std::pin::pin!(http_body_util::StreamBody::new(stream)),
+            1024,
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_message_split_over_frames_is_joined() {
+        let whole = prefixed(0, b"0123456789abcdef");
+        // Split inside the prefix and inside the message, with trailing bytes of a next message.
+        let mut last = whole[9..].to_vec();
+        last.extend_from_slice(&[0, 0, 0]);
+        let frames = vec![data(&whole[..3]), data(&whole[3..9]), data(&last)];
+        let got = read(frames, false, 1024).await.unwrap();
+        assert_eq!(got, (false, Bytes::from_static(b"0123456789abcdef")));
+    }
+
+    #[tokio::test]
+    async fn short_and_empty_bodies_are_internal_errors() {
+        let status = read(vec![], true, 1024).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Internal);
+        assert_eq!(status.message(), "Missing request message.");
+        let cut = prefixed(0, b"0123456789");
+        for end in [3, cut.len() - 1] {
+            let status = read(vec![data(&cut[..end])], true, 1024).await.unwrap_err();
+            assert_eq!(status.code(), tonic::Code::Internal);
+            assert_eq!(status.message(), "Unexpected EOF decoding stream.");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_oversized_prefix_is_refused_before_the_message_arrives() {
+        // Only the prefix has arrived, and the body stays open: the refusal must not wait.
+        let prefix = prefixed(0, &[0; 2048])[..PREFIX_LEN].to_vec();
+        let status = read(vec![data(&prefix)], false, 1024).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::OutOfRange);
+        assert!(status.message().contains("too large"), "{status:?}");
+    }
+
+    #[tokio::test]
+    async fn an_invalid_compressed_flag_is_an_internal_error() {
+        let status = read(vec![data(&prefixed(2, b"x"))], true, 1024)
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Internal);
+        assert!(status.message().contains("invalid compression flag: 2"));
+    }
+
+    #[test]
+    fn compressed_messages_are_decompressed_within_the_limit() {
+        let message = b"spans spans spans spans spans spans".repeat(10);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&message).unwrap();
+        let gz = gz.finish().unwrap();
+        let zst = zstd::bulk::compress(&message, 1).unwrap();
+        for (encoding, bytes) in [(Encoding::Gzip, &gz), (Encoding::Zstd, &zst)] {
+            let got = decompress(Some(encoding), bytes, message.len()).unwrap();
+            assert_eq!(got, message);
+            let status = decompress(Some(encoding), bytes, message.len() - 1).unwrap_err();
+            assert_eq!(
+                status.code(),
+                tonic::Code::ResourceExhausted,
+                "{encoding:?}"
+            );
+            let status = decompress(Some(encoding), b"not compressed", 1024).unwrap_err();
+            assert_eq!(status.code(), tonic::Code::Internal, "{encoding:?}");
+        }
+        let status = decompress(None, &gz, 1024).unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Internal);
+        assert!(status.message().contains("no grpc-encoding"));
+    }
+
+    #[test]
+    fn request_encodings_are_identity_gzip_and_zstd_only() {
+        let headers = |v: &'static str| {
+            let mut h = http::HeaderMap::new();
+            h.insert("grpc-encoding", HeaderValue::from_static(v));
+            h
+        };
+        assert_eq!(request_encoding(&http::HeaderMap::new()).unwrap(), None);
+        assert_eq!(request_encoding(&headers("identity")).unwrap(), None);
+        assert_eq!(
+            request_encoding(&headers("gzip")).unwrap(),
+            Some(Encoding::Gzip)
+        );
+        assert_eq!(
+            request_encoding(&headers("zstd")).unwrap(),
+            Some(Encoding::Zstd)
+        );
+        let status = request_encoding(&headers("snappy")).unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unimplemented);
+        assert_eq!(
+            status.metadata().get("grpc-accept-encoding").unwrap(),
+            ACCEPT_ENCODING
+        );
     }
 }
