@@ -1,10 +1,11 @@
 //! OTLP/gRPC receiver: `opentelemetry.proto.collector.trace.v1.TraceService/Export`.
 //!
-//! gzip and zstd message compression are accepted. The size limit is tonic's decoding limit, which
-//! covers both the frame and the decompressed message. Tonic reports an oversized *frame* as
-//! `OUT_OF_RANGE`, which OTLP clients would retry; [`ResourceExhaustedLayer`] rewrites it to
-//! `RESOURCE_EXHAUSTED` without RetryInfo (not retryable), as the OTLP spec requires, and an
-//! undecodable message (tonic: `INTERNAL`) into `INVALID_ARGUMENT`; both are counted.
+//! gzip and zstd message compression are accepted. The size limit covers both the message as
+//! sent and the decompressed message. An oversized message is reported as tonic does, as
+//! `OUT_OF_RANGE`, which OTLP clients would retry (and so is one from the generated service);
+//! [`ResourceExhaustedLayer`] rewrites it to `RESOURCE_EXHAUSTED` without RetryInfo (not
+//! retryable), as the OTLP spec requires, and an undecodable message (tonic: `INTERNAL`) into
+//! `INVALID_ARGUMENT`; both are counted.
 //!
 //! The served `TraceService` is [`raw::RawTraceServer`]: the generated server's behaviour, but
 //! it keeps the request's bytes (forwarded as received) and reads them without tonic's generic
