@@ -18,6 +18,9 @@
 #
 # Environment (all optional):
 #   DURATION=15          measured seconds per run (plus WARMUP)
+#   ROUNDS=1             times the whole matrix runs (interleaved: round 1 of every
+#                        configuration, then round 2, ...); with more than one, a summary gives
+#                        each configuration's ratios, their median and how many reach 0.5
 #   WARMUP=1             seconds of load before measuring
 #   PROTOCOLS="grpc http"
 #   BATCHES="100 512"    spans per request
@@ -37,6 +40,7 @@
 set -euo pipefail
 
 DURATION=${DURATION:-15}
+ROUNDS=${ROUNDS:-1}
 WARMUP=${WARMUP:-1}
 PROTOCOLS=${PROTOCOLS:-grpc http}
 BATCHES=${BATCHES:-100 512}
@@ -151,6 +155,7 @@ decode_baseline() {
 }
 measured=0
 
+for round in $(seq "$ROUNDS"); do
 for storage in "${storages[@]}"; do
     for protocol in $PROTOCOLS; do
         addr=$grpc_addr
@@ -158,7 +163,7 @@ for storage in "${storages[@]}"; do
         for batch in $BATCHES; do
             for conns in $CONNECTIONS; do
                 decode_baseline "$measured-before" "$batch"
-                echo "== $storage $protocol batch=$batch connections=$conns (${DURATION}s)" >&2
+                echo "== round $round: $storage $protocol batch=$batch connections=$conns (${DURATION}s)" >&2
                 start_collector "$storage"
                 if ! "$loadgen" --protocol "$protocol" --addr "$addr" --batch "$batch" \
                     --connections "$conns" --inflight "$INFLIGHT" --duration "$DURATION" \
@@ -171,12 +176,13 @@ for storage in "${storages[@]}"; do
                 decode=$(jq -s 'map(.spans_per_cpu_second) | add / length' \
                     "$OUT/decode-$measured-before.json" "$OUT/decode-$measured-after.json")
                 measured=$((measured + 1))
-                jq -c --arg storage "$storage" --argjson decode "$decode" \
-                    '. + {storage: $storage, decode_spans_per_cpu_second: $decode}' \
+                jq -c --arg storage "$storage" --argjson decode "$decode" --argjson round "$round" \
+                    '. + {storage: $storage, round: $round, decode_spans_per_cpu_second: $decode}' \
                     "$work/run.json" >>"$results"
             done
         done
     done
+done
 done
 
 echo
@@ -205,5 +211,16 @@ fi
           (if .errors == {} then "-" else (.errors | to_entries | map("\(.key)=\(.value)") | join(",")) end)
         ] | @tsv' "$results"
 } | column -t -s $'\t'
+if ((ROUNDS > 1)); then
+    echo
+    echo "x decode per configuration over $ROUNDS rounds (median; rounds at or above the 0.5 target):"
+    jq -rs '
+        group_by([.storage, .protocol, .batch, .connections])[]
+        | (map((.collector.spans_per_cpu_second // 0) / .decode_spans_per_cpu_second) | sort) as $r
+        | "\(.[0].storage) \(.[0].protocol) \(.[0].batch)×\(.[0].connections): "
+          + ($r | map(. * 100 | floor / 100 | tostring) | join(" "))
+          + "  median \($r[($r | length - 1) / 2 | floor] * 100 | floor / 100)"
+          + "  ≥ 0.5 in \($r | map(select(. >= 0.5)) | length) of \($r | length)"' "$results"
+fi
 echo
 echo "JSON results: $OUT (decode-N-before.json, decode-N-after.json, runs.jsonl)"
