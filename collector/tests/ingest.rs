@@ -117,6 +117,30 @@ async fn grpc_export_with_gzip_is_queryable() {
     c.stop().await;
 }
 
+/// A message larger than an HTTP/2 DATA frame (the server allows frames of 1 MiB) arrives in
+/// several, which the receiver joins; it reads back whole.
+#[tokio::test]
+async fn a_grpc_message_over_several_data_frames_is_read_whole() {
+    let c = TestCollector::start(|_| {}).await;
+    let mut client = TraceServiceClient::connect(c.grpc_url()).await.unwrap();
+    let blob: String = (0..3 << 20)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let mut request = one_span_request(TRACE_1);
+    request.resource_spans[0].scope_spans[0].spans[0].attributes = vec![kv("blob", string(&blob))];
+    let response = client.export(request).await.unwrap().into_inner();
+    assert_eq!(response.partial_success, None);
+    let (status, v1) = c.query(&format!("/api/traces/{TRACE_1}")).await;
+    assert_eq!(status, 200);
+    let tags = v1["data"][0]["spans"][0]["tags"].as_array().unwrap();
+    let got = tags.iter().find(|t| t["key"] == "blob").unwrap();
+    assert!(
+        got["value"].as_str() == Some(blob.as_str()),
+        "the blob came back changed"
+    );
+    c.stop().await;
+}
+
 #[tokio::test]
 async fn http_protobuf_plain_gzip_and_zstd_are_queryable() {
     let c = TestCollector::start(|_| {}).await;
