@@ -156,33 +156,33 @@ decode_baseline() {
 measured=0
 
 for round in $(seq "$ROUNDS"); do
-for storage in "${storages[@]}"; do
-    for protocol in $PROTOCOLS; do
-        addr=$grpc_addr
-        [[ $protocol == http ]] && addr=$http_addr
-        for batch in $BATCHES; do
-            for conns in $CONNECTIONS; do
-                decode_baseline "$measured-before" "$batch"
-                echo "== round $round: $storage $protocol batch=$batch connections=$conns (${DURATION}s)" >&2
-                start_collector "$storage"
-                if ! "$loadgen" --protocol "$protocol" --addr "$addr" --batch "$batch" \
-                    --connections "$conns" --inflight "$INFLIGHT" --duration "$DURATION" \
-                    --warmup "$WARMUP" --threads "$LOADGEN_THREADS" --pid "$collector_pid" \
-                    --json >"$work/run.json"; then
-                    echo "ingest.sh: load run failed" >&2
-                fi
-                stop_collector
-                decode_baseline "$measured-after" "$batch"
-                decode=$(jq -s 'map(.spans_per_cpu_second) | add / length' \
-                    "$OUT/decode-$measured-before.json" "$OUT/decode-$measured-after.json")
-                measured=$((measured + 1))
-                jq -c --arg storage "$storage" --argjson decode "$decode" --argjson round "$round" \
-                    '. + {storage: $storage, round: $round, decode_spans_per_cpu_second: $decode}' \
-                    "$work/run.json" >>"$results"
+    for storage in "${storages[@]}"; do
+        for protocol in $PROTOCOLS; do
+            addr=$grpc_addr
+            [[ $protocol == http ]] && addr=$http_addr
+            for batch in $BATCHES; do
+                for conns in $CONNECTIONS; do
+                    decode_baseline "$measured-before" "$batch"
+                    echo "== round $round: $storage $protocol batch=$batch connections=$conns (${DURATION}s)" >&2
+                    start_collector "$storage"
+                    if ! "$loadgen" --protocol "$protocol" --addr "$addr" --batch "$batch" \
+                        --connections "$conns" --inflight "$INFLIGHT" --duration "$DURATION" \
+                        --warmup "$WARMUP" --threads "$LOADGEN_THREADS" --pid "$collector_pid" \
+                        --json >"$work/run.json"; then
+                        echo "ingest.sh: load run failed" >&2
+                    fi
+                    stop_collector
+                    decode_baseline "$measured-after" "$batch"
+                    decode=$(jq -s 'map(.spans_per_cpu_second) | add / length' \
+                        "$OUT/decode-$measured-before.json" "$OUT/decode-$measured-after.json")
+                    measured=$((measured + 1))
+                    jq -c --arg storage "$storage" --argjson decode "$decode" --argjson round "$round" \
+                        '. + {storage: $storage, round: $round, decode_spans_per_cpu_second: $decode}' \
+                        "$work/run.json" >>"$results"
+                done
             done
         done
     done
-done
 done
 
 echo
