@@ -95,10 +95,9 @@ pub fn decompress(
         }
         ContentEncoding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(&body[..])),
         ContentEncoding::Deflate => Box::new(flate2::read::ZlibDecoder::new(&body[..])),
-        ContentEncoding::Zstd => Box::new(
-            ruzstd::decoding::StreamingDecoder::new(&body[..])
-                .map_err(|e| corrupt(std::io::Error::other(e.to_string())))?,
-        ),
+        ContentEncoding::Zstd => {
+            Box::new(zstd::stream::read::Decoder::new(&body[..]).map_err(corrupt)?)
+        }
     };
     let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
     let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit));

@@ -15,7 +15,6 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::io::Read as _;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -28,6 +27,7 @@ use prost::Message as _;
 use tonic::Status;
 
 use super::GrpcReceiver;
+use crate::receiver::limits::{self, BodyError, ContentEncoding};
 
 /// The gRPC method path served.
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
@@ -43,13 +43,6 @@ const ACCEPT_ENCODING: &str = "gzip,zstd";
 pub struct RawExport {
     /// The encoded `ExportTraceServiceRequest`.
     pub encoded: Bytes,
-}
-
-/// How a request's message is compressed (`grpc-encoding`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Encoding {
-    Gzip,
-    Zstd,
 }
 
 /// The `TraceService` gRPC server (see the module docs).
@@ -123,7 +116,7 @@ where
         .await
         .and_then(|(compressed, message)| {
             if compressed {
-                decompress(encoding, &message, max)
+                decompress(encoding, message, max)
             } else {
                 Ok(message)
             }
@@ -166,14 +159,14 @@ where
 
 /// The request's `grpc-encoding`: none, `identity`, gzip or zstd; anything else is
 /// `UNIMPLEMENTED` with the accepted encodings (as tonic answers).
-fn request_encoding(headers: &http::HeaderMap) -> Result<Option<Encoding>, Status> {
+fn request_encoding(headers: &http::HeaderMap) -> Result<Option<ContentEncoding>, Status> {
     let Some(value) = headers.get("grpc-encoding") else {
         return Ok(None);
     };
     match value.as_bytes() {
         b"identity" => Ok(None),
-        b"gzip" => Ok(Some(Encoding::Gzip)),
-        b"zstd" => Ok(Some(Encoding::Zstd)),
+        b"gzip" => Ok(Some(ContentEncoding::Gzip)),
+        b"zstd" => Ok(Some(ContentEncoding::Zstd)),
         other => {
             let mut status = Status::unimplemented(format!(
                 "Content is compressed with `{}` which isn't supported",
@@ -262,32 +255,25 @@ fn prefix(received: &[u8], max: usize) -> Result<(bool, usize), Status> {
     Ok((compressed, len))
 }
 
-/// Decompresses a message whose compressed flag is set, to at most `max` bytes.
-fn decompress(encoding: Option<Encoding>, message: &[u8], max: usize) -> Result<Bytes, Status> {
+/// Decompresses a message whose compressed flag is set, to at most `max` bytes, with the
+/// receivers' capped decompression ([`limits::decompress`]) and tonic's statuses.
+fn decompress(
+    encoding: Option<ContentEncoding>,
+    message: Bytes,
+    max: usize,
+) -> Result<Bytes, Status> {
     let Some(encoding) = encoding else {
         // https://grpc.github.io/grpc/core/md_doc_compression.html: INTERNAL.
         return Err(Status::internal(
             "protocol error: received message with compressed-flag but no grpc-encoding was specified",
         ));
     };
-    let limit = max as u64 + 1;
-    let mut out = Vec::new();
-    let read = match encoding {
-        Encoding::Gzip => flate2::read::GzDecoder::new(message)
-            .take(limit)
-            .read_to_end(&mut out),
-        Encoding::Zstd => zstd::stream::read::Decoder::new(message)
-            .and_then(|decoder| decoder.take(limit).read_to_end(&mut out)),
-    };
-    match read {
-        Ok(_) if out.len() > max => Err(Status::resource_exhausted(format!(
+    limits::decompress(encoding, message, max).map_err(|e| match e {
+        BodyError::TooLarge { .. } => Status::resource_exhausted(format!(
             "Error decompressing: size limit, of {max} bytes, exceeded while decompressing message"
-        ))),
-        Ok(_) => Ok(Bytes::from(out)),
-        Err(e) => Err(Status::internal(format!(
-            "Error decompressing: {e}, while sending request"
-        ))),
-    }
+        )),
+        e => Status::internal(format!("Error decompressing: {e}, while sending request")),
+    })
 }
 
 /// A `200` with the encoded response as one uncompressed message, then `grpc-status: 0`.
@@ -422,8 +408,12 @@ mod tests {
         gz.write_all(&message).unwrap();
         let gz = gz.finish().unwrap();
         let zst = zstd::bulk::compress(&message, 1).unwrap();
-        for (encoding, bytes) in [(Encoding::Gzip, &gz), (Encoding::Zstd, &zst)] {
-            let got = decompress(Some(encoding), bytes, message.len()).unwrap();
+        for (encoding, bytes) in [
+            (ContentEncoding::Gzip, gz.clone()),
+            (ContentEncoding::Zstd, zst),
+        ] {
+            let bytes = Bytes::from(bytes);
+            let got = decompress(Some(encoding), bytes.clone(), message.len()).unwrap();
             assert_eq!(got, message);
             let status = decompress(Some(encoding), bytes, message.len() - 1).unwrap_err();
             assert_eq!(
@@ -431,10 +421,11 @@ mod tests {
                 tonic::Code::ResourceExhausted,
                 "{encoding:?}"
             );
-            let status = decompress(Some(encoding), b"not compressed", 1024).unwrap_err();
+            let status = decompress(Some(encoding), Bytes::from_static(b"not compressed"), 1024)
+                .unwrap_err();
             assert_eq!(status.code(), tonic::Code::Internal, "{encoding:?}");
         }
-        let status = decompress(None, &gz, 1024).unwrap_err();
+        let status = decompress(None, Bytes::from(gz), 1024).unwrap_err();
         assert_eq!(status.code(), tonic::Code::Internal);
         assert!(status.message().contains("no grpc-encoding"));
     }
@@ -450,11 +441,11 @@ mod tests {
         assert_eq!(request_encoding(&headers("identity")).unwrap(), None);
         assert_eq!(
             request_encoding(&headers("gzip")).unwrap(),
-            Some(Encoding::Gzip)
+            Some(ContentEncoding::Gzip)
         );
         assert_eq!(
             request_encoding(&headers("zstd")).unwrap(),
-            Some(Encoding::Zstd)
+            Some(ContentEncoding::Zstd)
         );
         let status = request_encoding(&headers("snappy")).unwrap_err();
         assert_eq!(status.code(), tonic::Code::Unimplemented);
