@@ -479,29 +479,51 @@ fn an_announced_batch_that_never_comes_delays_a_commit_by_the_linger_only() {
 
 #[test]
 fn torn_wal_tail_is_truncated_and_earlier_records_kept() {
+    for direct_io in [true, false] {
+        torn_wal_tail(direct_io);
+    }
+}
+
+/// Bytes of `path` up to its last non-zero byte: a few bytes short of the end of a WAL's
+/// records (a record may end with zero bytes), which a direct write follows with zeros to the
+/// end of their block.
+fn records_end(path: &Path) -> u64 {
+    let bytes = fs::read(path).unwrap();
+    bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i as u64 + 1)
+}
+
+fn torn_wal_tail(direct_io: bool) {
     let dir = temp_dir();
     let base = now_ns() - HOUR_NS;
     let mut cfg = config(dir.path());
     cfg.block_spans = 10_000; // keep everything in the WAL
+    cfg.direct_io = direct_io;
     let store = EmbeddedStore::open(cfg.clone()).unwrap();
     for t in 1..=3 {
         store.write_batch(trace_batch(t, 4, base)).unwrap();
     }
     store.simulate_crash(false).unwrap();
     let len = fs::metadata(wal(dir.path())).unwrap().len();
+    let end = records_end(&wal(dir.path()));
+    if direct_io {
+        assert_eq!(len % 4096, 0, "direct writes end on a block boundary");
+        assert!(len - end < 4096, "{len} bytes, records end near {end}");
+    } else {
+        assert!(len - end < 16, "{len} bytes, records end near {end}");
+    }
     OpenOptions::new()
         .write(true)
         .open(wal(dir.path()))
         .unwrap()
-        .set_len(len - 17)
+        .set_len(end - 17)
         .unwrap();
 
     let store = EmbeddedStore::open(cfg.clone()).unwrap();
-    assert_eq!(span_count(&store, 1), 4);
+    assert_eq!(span_count(&store, 1), 4, "direct_io: {direct_io}");
     assert_eq!(span_count(&store, 2), 4);
     assert_eq!(span_count(&store, 3), 0, "the torn record is dropped");
     assert_eq!(store.corrupt_records(), 0, "a torn tail is not corruption");
-    assert!(fs::metadata(wal(dir.path())).unwrap().len() < len - 17);
+    assert!(fs::metadata(wal(dir.path())).unwrap().len() < end - 17);
     appends_cleanly_after_recovery(store, cfg, 4, base, 12);
 }
 
@@ -574,17 +596,26 @@ fn records_in_a_spare_wal_file_survive_a_crash_and_its_zeros_are_dropped() {
 /// spans are gone (retention), which is when their sequence numbers alone would not tell.
 #[test]
 fn stale_records_of_a_recycled_wal_file_are_never_replayed() {
+    for direct_io in [true, false] {
+        stale_records_never_replayed(direct_io);
+    }
+}
+
+fn stale_records_never_replayed(direct_io: bool) {
     let dir = temp_dir();
     let base = now_ns() - HOUR_NS;
     let mut cfg = config(dir.path());
     cfg.block_spans = 10_000; // rotate only on flush
     cfg.segment_bytes = 1 << 20;
+    cfg.direct_io = direct_io;
     // The sealer writes a zero-filled spare when it starts, before it stops: the first
     // rotation below takes it, not a new file, whatever the threads' timing.
     drop(EmbeddedStore::open(cfg.clone()).unwrap());
     let store = EmbeddedStore::open(cfg.clone()).unwrap();
+    // Records of ~5 KB (80 spans): all but the first start past the first 4 KiB block, which
+    // a direct write of the file's next use fills with zeros after its records.
     for t in 1..=6 {
-        store.write_batch(trace_batch(t, 4, base)).unwrap();
+        store.write_batch(trace_batch(t, 80, base)).unwrap();
     }
     let first_wal = fs::metadata(wal(dir.path())).unwrap().len();
     // The WAL holding traces 1..=6 is sealed and becomes the spare; a second rotation makes

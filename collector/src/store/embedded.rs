@@ -19,8 +19,10 @@
 //! # Durability
 //!
 //! [`SpanStore::write_batch`] hands the encoded batch to the commit thread, which appends every
-//! queued batch to the WAL, calls `fdatasync` once for all of them (group commit), and only then
-//! answers. While receivers have announced batches they are still decoding
+//! queued batch to the WAL in one write that is durable when it returns (group commit), and
+//! only then answers: a direct, synchronous `pwrite` (`O_DIRECT | O_DSYNC`), or, where the file
+//! system has no direct I/O or [`EmbeddedConfig::direct_io`] is off, a buffered `writev` and an
+//! `fdatasync`. While receivers have announced batches they are still decoding
 //! ([`SpanStore::incoming`]), it first waits for those, at most `commit_linger` (1 ms; see
 //! [`crate::group`]). When enough spans have accumulated it retires the WAL file (`wal.log` becomes
 //! `wal-N.log`) and hands the spans to the sealer thread, which compresses them into a block,
@@ -107,6 +109,11 @@ pub struct EmbeddedConfig {
     /// Longest the commit thread waits for announced batches ([`SpanStore::incoming`])
     /// before it writes and fsyncs what it has (default 1 ms; zero: never waits).
     pub commit_linger: Duration,
+    /// Write the WAL with direct, synchronous writes (`O_DIRECT | O_DSYNC`: one `pwrite` per
+    /// group commit, no page cache, no `fdatasync`) where the file system supports them
+    /// (default `true`); `false`, or a file system without direct I/O, commits through the
+    /// page cache and an `fdatasync`. Both are equally durable; direct writes cost less CPU.
+    pub direct_io: bool,
 }
 
 impl EmbeddedConfig {
@@ -141,6 +148,7 @@ impl EmbeddedConfig {
             retention_check_interval: Duration::from_secs(60),
             queue_depth: Self::DEFAULT_QUEUE_DEPTH,
             commit_linger: Self::DEFAULT_COMMIT_LINGER,
+            direct_io: true,
         }
     }
 }

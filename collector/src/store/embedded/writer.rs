@@ -20,9 +20,11 @@ use crate::group;
 use crate::prealloc::Spare;
 use crate::store::{StoreError, WriteDone};
 
+mod direct;
 mod sealer;
 mod wal_file;
 
+use direct::DirectLog;
 use sealer::Sealer;
 
 const WAL_FILE: &str = "wal.log";
@@ -131,6 +133,9 @@ pub(crate) struct Writer {
     cfg: EmbeddedConfig,
     shared: Arc<Shared>,
     wal: File,
+    /// The WAL opened for direct writes; `None` where the file system has no direct I/O (then
+    /// commits go through `wal` and an `fdatasync`).
+    direct: Option<DirectLog>,
     /// Bytes of records in the WAL file.
     wal_len: u64,
     /// Its size on disk: larger than `wal_len` while records fill a spare.
@@ -364,8 +369,10 @@ impl Writer {
             cfg: cfg.clone(),
         };
         let (sealer_tx, sealer_rx) = sync_channel(SEAL_QUEUE);
+        let direct = open_direct(&cfg, &wal_path, &wal, wal_len)?;
         let mut writer = Self {
             wal,
+            direct,
             wal_len,
             wal_alloc: wal_len,
             next_wal_id: wal_ids.last().map_or(1, |id| id + 1),
@@ -491,6 +498,8 @@ impl Writer {
         let salt = wal_file::start(&mut wal)?;
         // The new name must be durable before a record in it is acknowledged.
         sync_dir(&self.cfg.dir)?;
+        // The head is made durable by the first commit, which writes its block again.
+        self.direct = open_direct(&self.cfg, &wal_path, &wal, wal_file::head_len())?;
         self.wal = wal;
         self.wal_len = wal_file::head_len();
         // The head written into a new (empty) file grows it: counted like a commit's growth.
@@ -605,25 +614,37 @@ impl Writer {
             from = end;
         }
         let written: usize = slices.iter().map(|s| s.len()).sum();
-        let result =
-            write_all_vectored(&mut self.wal, &mut slices).and_then(|()| self.wal.sync_data());
-        drop(slices);
-        if let Err(e) = result {
-            tracing::error!(error = %e, "WAL write failed; the store refuses further writes");
-            self.failed = Some(e.to_string());
-            for (.., done) in writes {
-                done.call(Err(StoreError::Io(std::io::Error::new(
-                    e.kind(),
-                    e.to_string(),
-                ))));
+        // Where the write ended on disk: past the records when a direct write pads their last
+        // block with zeros.
+        let result = match &mut self.direct {
+            Some(direct) => {
+                let parts: Vec<&[u8]> = slices.iter().map(|s| &**s).collect();
+                direct.append(&parts).map(Some)
             }
-            return;
-        }
+            None => write_all_vectored(&mut self.wal, &mut slices)
+                .and_then(|()| self.wal.sync_data())
+                .map(|()| None),
+        };
+        drop(slices);
+        let end = match result {
+            Ok(end) => end,
+            Err(e) => {
+                tracing::error!(error = %e, "WAL write failed; the store refuses further writes");
+                self.failed = Some(e.to_string());
+                for (.., done) in writes {
+                    done.call(Err(StoreError::Io(std::io::Error::new(
+                        e.kind(),
+                        e.to_string(),
+                    ))));
+                }
+                return;
+            }
+        };
         self.shared.commits.fetch_add(1, Ordering::Relaxed);
         let written = written as u64;
         self.wal_len += written;
         // Records past the end of a spare (or in a file that had none) grow the file.
-        let grown = self.wal_len.saturating_sub(self.wal_alloc);
+        let grown = end.unwrap_or(self.wal_len).saturating_sub(self.wal_alloc);
         self.wal_alloc += grown;
         let mut replies = Vec::with_capacity(writes.len());
         let mut fresh = Vec::with_capacity(writes.len());
@@ -675,6 +696,27 @@ fn write_all_vectored(file: &mut File, mut slices: &mut [IoSlice<'_>]) -> std::i
         }
     }
     Ok(())
+}
+
+/// The WAL at `path` (open as `wal`, `len` bytes long) for direct writes, when the
+/// configuration asks for them and the file system has them.
+fn open_direct(
+    cfg: &EmbeddedConfig,
+    path: &Path,
+    wal: &File,
+    len: u64,
+) -> std::io::Result<Option<DirectLog>> {
+    if !cfg.direct_io {
+        return Ok(None);
+    }
+    let direct = DirectLog::open(path, wal, len)?;
+    if direct.is_none() {
+        tracing::info!(
+            path = %path.display(),
+            "this file system has no direct I/O: WAL commits are buffered and fdatasynced"
+        );
+    }
+    Ok(direct)
 }
 
 fn create_segment(dir: &Path, id: u32) -> Result<Arc<File>, StoreError> {
