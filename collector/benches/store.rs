@@ -445,20 +445,29 @@ fn bench(c: &mut Criterion) {
     let total: usize = env_number("TRACELIGHT_BENCH_SPANS").unwrap_or(1_000_000);
     let quick = env_number::<u8>("TRACELIGHT_BENCH_QUICK").unwrap_or(0) == 1;
 
-    // Write: one writer waits for its own fsync; group commit shows with several writers.
+    // Write: one writer waits for its own durable commit; group commit shows with several
+    // writers. The WAL's direct writes (the default) and, as their baseline in the same run,
+    // buffered writes with an `fdatasync` (`EmbeddedConfig::direct_io` off).
     if !quick {
-        let dir = tempfile::tempdir_in(std::env::temp_dir()).unwrap();
-        let store = EmbeddedStore::open(config(dir.path())).unwrap();
         let mut generator = Generator::new(now_ns() - 3_600_000_000_000);
         let mut group = c.benchmark_group("write");
         group.throughput(criterion::Throughput::Elements(BATCH as u64));
-        group.bench_function("write_batch_512_fsync", |b| {
-            b.iter_batched(
-                || generator.batch(BATCH).0,
-                |batch| store.write_batch(batch).unwrap(),
-                BatchSize::SmallInput,
-            );
-        });
+        for (name, direct_io) in [
+            ("write_batch_512_fsync", true),
+            ("write_batch_512_fsync_buffered", false),
+        ] {
+            let dir = tempfile::tempdir_in(std::env::temp_dir()).unwrap();
+            let mut cfg = config(dir.path());
+            cfg.direct_io = direct_io;
+            let store = EmbeddedStore::open(cfg).unwrap();
+            group.bench_function(name, |b| {
+                b.iter_batched(
+                    || generator.batch(BATCH).0,
+                    |batch| store.write_batch(batch).unwrap(),
+                    BatchSize::SmallInput,
+                );
+            });
+        }
         group.finish();
     }
 

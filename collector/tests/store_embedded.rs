@@ -489,7 +489,10 @@ fn torn_wal_tail_is_truncated_and_earlier_records_kept() {
 /// end of their block.
 fn records_end(path: &Path) -> u64 {
     let bytes = fs::read(path).unwrap();
-    bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i as u64 + 1)
+    bytes
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(0, |i| i as u64 + 1)
 }
 
 fn torn_wal_tail(direct_io: bool) {

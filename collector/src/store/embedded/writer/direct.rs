@@ -26,39 +26,56 @@ use std::path::Path;
 /// logical block size of common disks (512 and 4096 bytes).
 pub(super) const ALIGN: usize = 4096;
 
+/// Most bytes staged for one write (a multiple of [`ALIGN`]): a group commit larger than
+/// this (more than ~14 batches of 512 spans) is written in pieces of this size and made
+/// durable by one `fdatasync` after the last, so the staging memory stays bounded.
+pub(super) const MAX_WINDOW: usize = 4 << 20;
+
 /// A log file written at its end with direct, synchronous writes.
 #[derive(Debug)]
 pub(super) struct DirectLog {
-    file: File,
+    /// The file with `O_DIRECT | O_DSYNC`: a write through it is durable when it returns.
+    sync: File,
+    /// The file with `O_DIRECT` alone, for the pieces of a commit larger than `max_window`,
+    /// made durable together by one `fdatasync`. (`O_DSYNC` on the last piece alone would not
+    /// do: a disk with FUA then writes that piece through its cache and flushes nothing else.)
+    bulk: File,
     /// Offset of the tail's block (a multiple of [`ALIGN`]).
     tail_at: u64,
     /// The log's bytes from `tail_at` to its end (fewer than [`ALIGN`]).
     tail: Vec<u8>,
     /// Staging memory, reused; the aligned window in it moves only when it grows.
     staging: Vec<u8>,
+    /// [`MAX_WINDOW`], smaller in tests.
+    max_window: usize,
 }
 
 impl DirectLog {
     /// Opens `path` for direct writes after its first `len` bytes, which `file` (the same file,
     /// opened without `O_DIRECT`) reads. `None` when the file system refuses direct I/O.
     pub(super) fn open(path: &Path, file: &File, len: u64) -> io::Result<Option<Self>> {
-        let direct = match OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_DIRECT | libc::O_DSYNC)
-            .open(path)
-        {
+        let open = |flags| {
+            OpenOptions::new()
+                .write(true)
+                .custom_flags(flags)
+                .open(path)
+        };
+        let sync = match open(libc::O_DIRECT | libc::O_DSYNC) {
             Ok(f) => f,
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok(None),
             Err(e) => return Err(e),
         };
+        let bulk = open(libc::O_DIRECT)?;
         let tail_at = len - len % ALIGN as u64;
         let mut tail = vec![0; (len - tail_at) as usize];
         file.read_exact_at(&mut tail, tail_at)?;
         Ok(Some(Self {
-            file: direct,
+            sync,
+            bulk,
             tail_at,
             tail,
             staging: Vec::new(),
+            max_window: MAX_WINDOW,
         }))
     }
 
@@ -67,22 +84,43 @@ impl DirectLog {
     /// unknown: the caller stops using it.
     pub(super) fn append(&mut self, parts: &[&[u8]]) -> io::Result<u64> {
         let len = self.tail.len() + parts.iter().map(|p| p.len()).sum::<usize>();
-        let padded = len.next_multiple_of(ALIGN);
-        let window = aligned_window(&mut self.staging, padded)
+        let window_len = len.next_multiple_of(ALIGN).min(self.max_window);
+        let window = aligned_window(&mut self.staging, window_len)
             .ok_or_else(|| io::Error::other("no aligned memory for a direct write"))?;
-        let mut at = self.tail.len();
-        window[..at].copy_from_slice(&self.tail);
+        let mut filled = self.tail.len();
+        window[..filled].copy_from_slice(&self.tail);
+        let mut at = self.tail_at;
+        let mut left = len - filled;
+        let mut pieces = 0;
         for p in parts {
-            window[at..at + p.len()].copy_from_slice(p);
-            at += p.len();
+            let mut p = *p;
+            while !p.is_empty() {
+                let n = p.len().min(window_len - filled);
+                window[filled..filled + n].copy_from_slice(&p[..n]);
+                filled += n;
+                left -= n;
+                p = &p[n..];
+                if filled == window_len && left > 0 {
+                    self.bulk.write_all_at(window, at)?;
+                    at += window_len as u64;
+                    filled = 0;
+                    pieces += 1;
+                }
+            }
         }
-        window[len..].fill(0);
-        self.file.write_all_at(window, self.tail_at)?;
-        let end = self.tail_at + padded as u64;
-        let keep = len - len % ALIGN;
+        let padded = filled.next_multiple_of(ALIGN);
+        window[filled..padded].fill(0);
+        if pieces == 0 {
+            self.sync.write_all_at(&window[..padded], at)?;
+        } else {
+            self.bulk.write_all_at(&window[..padded], at)?;
+            self.bulk.sync_data()?;
+        }
+        let end = at + padded as u64;
+        let keep = filled - filled % ALIGN;
         self.tail.clear();
-        self.tail.extend_from_slice(&window[keep..len]);
-        self.tail_at += keep as u64;
+        self.tail.extend_from_slice(&window[keep..filled]);
+        self.tail_at = at + keep as u64;
         Ok(end)
     }
 }
@@ -152,6 +190,52 @@ mod tests {
             assert_file(&path, &expected, end);
             assert_eq!(log.tail_at + log.tail.len() as u64, expected.len() as u64);
             assert!(log.tail.len() < ALIGN);
+        }
+    }
+
+    #[test]
+    fn a_commit_larger_than_the_window_is_written_in_pieces() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let head = pattern(100, 1);
+        fs::write(&path, &head).unwrap();
+        let file = File::open(&path).unwrap();
+        let mut log = DirectLog::open(&path, &file, head.len() as u64)
+            .unwrap()
+            .unwrap();
+        log.max_window = 2 * ALIGN;
+        let mut expected = head;
+        // Five windows and a bit, in parts that cross the windows' ends (the log then ends
+        // 122 bytes into a block); one window exactly, ending on a block boundary; two
+        // windows from that boundary; a small one.
+        for parts in [
+            vec![
+                pattern(3 * ALIGN + 5, 2),
+                pattern(7 * ALIGN, 3),
+                pattern(17, 4),
+            ],
+            vec![pattern(2 * ALIGN - 122, 5)],
+            vec![pattern(4 * ALIGN, 6)],
+            vec![pattern(9, 7)],
+        ] {
+            let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+            let end = log.append(&refs).unwrap();
+            for p in &parts {
+                expected.extend_from_slice(p);
+            }
+            assert_eq!(end, (expected.len() as u64).next_multiple_of(ALIGN as u64));
+            assert_file(&path, &expected, end);
+            assert_eq!(log.tail_at + log.tail.len() as u64, expected.len() as u64);
+            assert!(
+                log.staging.len() <= 3 * ALIGN,
+                "the staging memory stays bounded"
+            );
+            if expected.len() == 12 * ALIGN {
+                assert!(
+                    log.tail.is_empty(),
+                    "a log ending on a boundary has no tail"
+                );
+            }
         }
     }
 
