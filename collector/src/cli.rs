@@ -18,6 +18,7 @@ Environment variables:
   TRACELIGHT_STORAGE_MEMORY_MAX_SPANS      --memory-max-spans
   TRACELIGHT_STORAGE_RETENTION_HOURS       --retention-hours
   TRACELIGHT_STORAGE_MAX_DISK_BYTES        --max-disk-bytes
+  TRACELIGHT_STORAGE_DIRECT_IO             (file/env only) WAL commits with direct I/O [true]
   TRACELIGHT_RECEIVER_GRPC_LISTEN          --otlp-grpc-listen
   TRACELIGHT_RECEIVER_HTTP_LISTEN          --otlp-http-listen
   TRACELIGHT_RECEIVER_MAX_REQUEST_BYTES    --max-request-bytes

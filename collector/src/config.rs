@@ -12,6 +12,7 @@
 //! retention_hours = 168          # 7 days
 //! max_disk_bytes = 10737418240   # 10 GiB; the oldest data goes first
 //! memory_max_spans = 1000000     # cap of the memory store
+//! direct_io = true               # WAL commits with O_DIRECT | O_DSYNC where the file system has them
 //!
 //! [receiver]
 //! grpc_listen = "127.0.0.1:4317" # use "0.0.0.0:4317" to accept spans from the whole cluster
@@ -169,6 +170,10 @@ pub struct StorageConfig {
     pub max_disk_bytes: u64,
     /// Span cap of the memory store; the oldest traces are evicted past it.
     pub memory_max_spans: usize,
+    /// Embedded engine: commit the WAL with direct, synchronous writes where the file system
+    /// supports them (less CPU per commit); `false` commits through the page cache and an
+    /// `fdatasync`. Both are equally durable.
+    pub direct_io: bool,
 }
 
 impl Default for StorageConfig {
@@ -179,6 +184,7 @@ impl Default for StorageConfig {
             retention_hours: DEFAULT_RETENTION_HOURS,
             max_disk_bytes: DEFAULT_MAX_DISK_BYTES,
             memory_max_spans: DEFAULT_MEMORY_MAX_SPANS,
+            direct_io: true,
         }
     }
 }
@@ -300,6 +306,8 @@ pub enum Setting {
     RetentionHours,
     /// `storage.max_disk_bytes`.
     MaxDiskBytes,
+    /// `storage.direct_io`.
+    StorageDirectIo,
     /// `receiver.grpc_listen`.
     GrpcListen,
     /// `receiver.http_listen`.
@@ -354,12 +362,13 @@ pub enum Setting {
 
 impl Setting {
     /// All settings.
-    pub const ALL: [Self; 30] = [
+    pub const ALL: [Self; 31] = [
         Self::StorageBackend,
         Self::DataDir,
         Self::MemoryMaxSpans,
         Self::RetentionHours,
         Self::MaxDiskBytes,
+        Self::StorageDirectIo,
         Self::GrpcListen,
         Self::HttpListen,
         Self::MaxRequestBytes,
@@ -395,6 +404,7 @@ impl Setting {
             Self::MemoryMaxSpans => "storage.memory_max_spans",
             Self::RetentionHours => "storage.retention_hours",
             Self::MaxDiskBytes => "storage.max_disk_bytes",
+            Self::StorageDirectIo => "storage.direct_io",
             Self::GrpcListen => "receiver.grpc_listen",
             Self::HttpListen => "receiver.http_listen",
             Self::MaxRequestBytes => "receiver.max_request_bytes",
@@ -450,6 +460,7 @@ impl Setting {
             Self::MemoryMaxSpans => config.storage.memory_max_spans = parse(self, raw, origin)?,
             Self::RetentionHours => config.storage.retention_hours = parse(self, raw, origin)?,
             Self::MaxDiskBytes => config.storage.max_disk_bytes = parse(self, raw, origin)?,
+            Self::StorageDirectIo => config.storage.direct_io = parse(self, raw, origin)?,
             Self::GrpcListen => config.receiver.grpc_listen = parse(self, raw, origin)?,
             Self::HttpListen => config.receiver.http_listen = parse(self, raw, origin)?,
             Self::MaxRequestBytes => config.receiver.max_request_bytes = parse(self, raw, origin)?,
@@ -593,6 +604,7 @@ impl ValidatedConfig {
         let mut e = EmbeddedConfig::new(&s.data_dir);
         e.retention = Duration::from_secs(s.retention_hours * 3600);
         e.max_disk_bytes = s.max_disk_bytes;
+        e.direct_io = s.direct_io;
         // Batches wait for the commit thread there (the pipeline hands them straight over).
         e.queue_depth = self.config.pipeline.capacity;
         e

@@ -31,6 +31,28 @@ fn the_pipeline_capacity_bounds_the_embedded_stores_intake() {
 }
 
 #[test]
+fn direct_io_is_on_by_default_and_reaches_the_embedded_store() {
+    let v = Config::default().validate().unwrap();
+    assert!(v.embedded().direct_io);
+    let c = resolve(
+        None,
+        &env(&[("TRACELIGHT_STORAGE_DIRECT_IO", "false")]),
+        &[],
+    )
+    .unwrap();
+    assert!(!c.validate().unwrap().embedded().direct_io);
+    let c = parse_file(Path::new("c.toml"), "[storage]\ndirect_io = false\n").unwrap();
+    assert!(!c.storage.direct_io);
+    let e = resolve(None, &env(&[("TRACELIGHT_STORAGE_DIRECT_IO", "off")]), &[]).unwrap_err();
+    assert!(
+        e.to_string().starts_with(
+            "storage.direct_io (from environment variable TRACELIGHT_STORAGE_DIRECT_IO)"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
 fn precedence_cli_over_env_over_file() {
     let file = parse_file(
         Path::new("t.toml"),

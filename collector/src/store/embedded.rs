@@ -165,6 +165,17 @@ struct Shared {
     commits: AtomicU64,
 }
 
+impl Shared {
+    fn new(config: &EmbeddedConfig) -> Self {
+        Self {
+            state: RwLock::new(State::default()),
+            reader: state::Reader::new(config.cache_bytes),
+            incoming: Announced::default(),
+            commits: AtomicU64::new(0),
+        }
+    }
+}
+
 /// The crash-safe on-disk [`SpanStore`]. See the module docs.
 #[derive(Debug)]
 pub struct EmbeddedStore {
@@ -189,12 +200,7 @@ impl EmbeddedStore {
         config.retention_check_interval = config
             .retention_check_interval
             .max(Duration::from_millis(10));
-        let shared = Arc::new(Shared {
-            state: RwLock::new(State::default()),
-            reader: state::Reader::new(config.cache_bytes),
-            incoming: Announced::default(),
-            commits: AtomicU64::new(0),
-        });
+        let shared = Arc::new(Shared::new(&config));
         let queue_depth = config.queue_depth.max(1);
         let writer = Writer::open(config, Arc::clone(&shared))?;
         let (tx, rx) = sync_channel(queue_depth);

@@ -616,15 +616,30 @@ impl Writer {
         let written: usize = slices.iter().map(|s| s.len()).sum();
         // Where the write ended on disk: past the records when a direct write pads their last
         // block with zeros.
-        let result = match &mut self.direct {
+        let mut result = match &mut self.direct {
             Some(direct) => {
                 let parts: Vec<&[u8]> = slices.iter().map(|s| &**s).collect();
                 direct.append(&parts).map(Some)
             }
-            None => write_all_vectored(&mut self.wal, &mut slices)
-                .and_then(|()| self.wal.sync_data())
-                .map(|()| None),
+            None => Ok(None),
         };
+        if let Err(e) = &result
+            && direct::refused(e)
+        {
+            // The file system opened the WAL for direct I/O but refuses the writes (it checks
+            // alignment or flags only then): nothing was written; commit buffered from now on.
+            tracing::warn!(
+                error = %e,
+                "the WAL's direct writes are refused; committing through the page cache and fdatasync"
+            );
+            self.direct = None;
+            result = self.wal.seek(SeekFrom::Start(self.wal_len)).map(|_| None);
+        }
+        if self.direct.is_none() && result.is_ok() {
+            result = write_all_vectored(&mut self.wal, &mut slices)
+                .and_then(|()| self.wal.sync_data())
+                .map(|()| None);
+        }
         drop(slices);
         let end = match result {
             Ok(end) => end,
@@ -664,6 +679,80 @@ impl Writer {
             done.call(Ok(()));
         }
     }
+}
+
+#[cfg(test)]
+#[test]
+#[allow(clippy::unwrap_used, reason = "tests: a panic is the failure report")]
+fn refused_direct_writes_fall_back_to_buffered_commits_and_lose_nothing() {
+    use crate::model::{Resource, Scope, Span, SpanId, SpanKind, Status, TraceId};
+    use crate::store::{EmbeddedStore, SpanStore as _};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = EmbeddedConfig::new(dir.path());
+    cfg.block_spans = 10_000; // everything stays in the WAL
+    let shared = Arc::new(Shared::new(&cfg));
+    let mut writer = Writer::open(cfg.clone(), Arc::clone(&shared)).unwrap();
+    let start = now_ns() - 60_000_000_000;
+    let chunk = |trace: u8| {
+        let span = Span {
+            trace_id: TraceId::from_bytes([trace; 16]).unwrap(),
+            span_id: SpanId::from_slice(&[trace; 8]).unwrap(),
+            parent_span_id: None,
+            trace_state: String::new(),
+            flags: 0,
+            name: "op".to_owned(),
+            kind: SpanKind::Server,
+            start_ns: start,
+            end_ns: start + 1_000,
+            attributes: Vec::new(),
+            events: Vec::new(),
+            links: Vec::new(),
+            status: Status::default(),
+            resource: Arc::new(Resource {
+                service_name: "svc".to_owned(),
+                attributes: Vec::new(),
+            }),
+            scope: Arc::new(Scope::default()),
+        };
+        super::PreparedChunk::new(&crate::model::BatchView::from_spans(&[span]))
+    };
+    let (tx, rx) = sync_channel(4);
+    let commit = |writer: &mut Writer, trace: u8| {
+        let p = chunk(trace);
+        let tx = tx.clone();
+        writer.commit(vec![(
+            p.chunk,
+            p.crc,
+            WriteDone::new(move |r| tx.send(r.is_ok()).unwrap()),
+        )]);
+        rx.recv().unwrap()
+    };
+    assert!(commit(&mut writer, 1), "a direct commit");
+    writer
+        .direct
+        .as_mut()
+        .expect("direct I/O here")
+        .refuse_next();
+    assert!(
+        commit(&mut writer, 2),
+        "the refused write is committed buffered"
+    );
+    assert!(writer.direct.is_none());
+    assert!(commit(&mut writer, 3), "and so are the next ones");
+    let (reply, _rx) = sync_channel(1);
+    writer.stop(Command::Crash {
+        mid_seal: false,
+        reply,
+    });
+    drop(writer);
+    drop(shared);
+    let store = EmbeddedStore::open(cfg).unwrap();
+    for trace in 1..=3 {
+        let id = TraceId::from_bytes([trace; 16]).unwrap();
+        assert!(store.get_trace(id).unwrap().is_some(), "trace {trace}");
+    }
+    assert_eq!(store.corrupt_records(), 0);
 }
 
 #[cfg(test)]

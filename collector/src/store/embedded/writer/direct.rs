@@ -48,6 +48,15 @@ pub(super) struct DirectLog {
     staging: Vec<u8>,
     /// [`MAX_WINDOW`], smaller in tests.
     max_window: usize,
+    /// Test support: the next append fails as a file system refusing direct writes would.
+    #[cfg(test)]
+    refuse: bool,
+}
+
+/// Whether `e` is a file system refusing direct I/O (`EINVAL`: flags or alignment it does not
+/// support), rather than a failed write.
+pub(super) fn refused(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EINVAL)
 }
 
 impl DirectLog {
@@ -62,7 +71,7 @@ impl DirectLog {
         };
         let sync = match open(libc::O_DIRECT | libc::O_DSYNC) {
             Ok(f) => f,
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok(None),
+            Err(e) if refused(&e) => return Ok(None),
             Err(e) => return Err(e),
         };
         let bulk = open(libc::O_DIRECT)?;
@@ -76,6 +85,8 @@ impl DirectLog {
             tail,
             staging: Vec::new(),
             max_window: MAX_WINDOW,
+            #[cfg(test)]
+            refuse: false,
         }))
     }
 
@@ -83,6 +94,10 @@ impl DirectLog {
     /// the write ended (the zeros after the log's end included). On error the log's end is
     /// unknown: the caller stops using it.
     pub(super) fn append(&mut self, parts: &[&[u8]]) -> io::Result<u64> {
+        #[cfg(test)]
+        if std::mem::take(&mut self.refuse) {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
         let len = self.tail.len() + parts.iter().map(|p| p.len()).sum::<usize>();
         let window_len = len.next_multiple_of(ALIGN).min(self.max_window);
         let window = aligned_window(&mut self.staging, window_len)
@@ -122,6 +137,14 @@ impl DirectLog {
         self.tail.extend_from_slice(&window[keep..filled]);
         self.tail_at = at + keep as u64;
         Ok(end)
+    }
+}
+
+#[cfg(test)]
+impl DirectLog {
+    /// Makes the next [`append`](Self::append) fail with `EINVAL`, writing nothing.
+    pub(super) fn refuse_next(&mut self) {
+        self.refuse = true;
     }
 }
 
