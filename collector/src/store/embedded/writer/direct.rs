@@ -181,53 +181,57 @@ mod tests {
         assert!(bytes[log.len()..].iter().all(|&b| b == 0));
     }
 
+    /// A log at `dir/log` whose file starts with `head`.
+    fn log_after(dir: &Path, head: &[u8]) -> (std::path::PathBuf, DirectLog) {
+        let path = dir.join("log");
+        fs::write(&path, head).unwrap();
+        let file = File::open(&path).unwrap();
+        let log = DirectLog::open(&path, &file, head.len() as u64)
+            .unwrap()
+            .expect("this file system has direct I/O");
+        (path, log)
+    }
+
+    /// Appends `parts` to `log` and to `expected`, and checks the file, the returned end and
+    /// the tail.
+    fn append_checked(log: &mut DirectLog, path: &Path, expected: &mut Vec<u8>, parts: &[Vec<u8>]) {
+        let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        let end = log.append(&refs).unwrap();
+        for p in parts {
+            expected.extend_from_slice(p);
+        }
+        assert_eq!(end, (expected.len() as u64).next_multiple_of(ALIGN as u64));
+        assert_file(path, expected, end);
+        assert_eq!(log.tail_at + log.tail.len() as u64, expected.len() as u64);
+        assert!(log.tail.len() < ALIGN);
+    }
+
     #[test]
     fn appends_within_across_and_onto_block_boundaries_keep_the_log_whole() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("log");
-        let head = pattern(20, 7);
-        fs::write(&path, &head).unwrap();
-        let file = File::open(&path).unwrap();
-        let mut log = DirectLog::open(&path, &file, head.len() as u64)
-            .unwrap()
-            .expect("this file system has direct I/O");
-        let mut expected = head;
+        let mut expected = pattern(20, 7);
+        let (path, mut log) = log_after(dir.path(), &expected);
         // Inside the first block; two parts; up to exactly a boundary; across several
         // blocks; one byte; empty.
         let to_boundary = 2 * ALIGN - (20 + 100 + 50 + 3000);
-        let appends: Vec<Vec<Vec<u8>>> = vec![
+        for parts in [
             vec![pattern(100, 1)],
             vec![pattern(50, 2), pattern(3000, 3)],
             vec![pattern(to_boundary, 4)],
             vec![pattern(3 * ALIGN + 123, 5)],
             vec![pattern(1, 6)],
             vec![],
-        ];
-        for parts in appends {
-            let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
-            let end = log.append(&refs).unwrap();
-            for p in &parts {
-                expected.extend_from_slice(p);
-            }
-            assert_eq!(end, (expected.len() as u64).next_multiple_of(ALIGN as u64));
-            assert_file(&path, &expected, end);
-            assert_eq!(log.tail_at + log.tail.len() as u64, expected.len() as u64);
-            assert!(log.tail.len() < ALIGN);
+        ] {
+            append_checked(&mut log, &path, &mut expected, &parts);
         }
     }
 
     #[test]
     fn a_commit_larger_than_the_window_is_written_in_pieces() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("log");
-        let head = pattern(100, 1);
-        fs::write(&path, &head).unwrap();
-        let file = File::open(&path).unwrap();
-        let mut log = DirectLog::open(&path, &file, head.len() as u64)
-            .unwrap()
-            .unwrap();
+        let mut expected = pattern(100, 1);
+        let (path, mut log) = log_after(dir.path(), &expected);
         log.max_window = 2 * ALIGN;
-        let mut expected = head;
         // Five windows and a bit, in parts that cross the windows' ends (the log then ends
         // 122 bytes into a block); one window exactly, ending on a block boundary; two
         // windows from that boundary; a small one.
@@ -241,14 +245,7 @@ mod tests {
             vec![pattern(4 * ALIGN, 6)],
             vec![pattern(9, 7)],
         ] {
-            let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
-            let end = log.append(&refs).unwrap();
-            for p in &parts {
-                expected.extend_from_slice(p);
-            }
-            assert_eq!(end, (expected.len() as u64).next_multiple_of(ALIGN as u64));
-            assert_file(&path, &expected, end);
-            assert_eq!(log.tail_at + log.tail.len() as u64, expected.len() as u64);
+            append_checked(&mut log, &path, &mut expected, &parts);
             assert!(
                 log.staging.len() <= 3 * ALIGN,
                 "the staging memory stays bounded"
@@ -275,11 +272,8 @@ mod tests {
         let mut log = DirectLog::open(&path, &file, first.len() as u64)
             .unwrap()
             .unwrap();
-        let more = pattern(40, 4);
-        let end = log.append(&[&more]).unwrap();
         let mut expected = first;
-        expected.extend_from_slice(&more);
-        assert_file(&path, &expected, end);
+        append_checked(&mut log, &path, &mut expected, &[pattern(40, 4)]);
     }
 
     #[test]
