@@ -369,7 +369,8 @@ impl Writer {
             cfg: cfg.clone(),
         };
         let (sealer_tx, sealer_rx) = sync_channel(SEAL_QUEUE);
-        let direct = open_direct(&cfg, &wal_path, &wal, wal_len)?;
+        let mut cfg = cfg;
+        let direct = open_direct(&mut cfg, &wal_path, &wal, wal_len)?;
         let mut writer = Self {
             wal,
             direct,
@@ -499,7 +500,7 @@ impl Writer {
         // The new name must be durable before a record in it is acknowledged.
         sync_dir(&self.cfg.dir)?;
         // The head is made durable by the first commit, which writes its block again.
-        self.direct = open_direct(&self.cfg, &wal_path, &wal, wal_file::head_len())?;
+        self.direct = open_direct(&mut self.cfg, &wal_path, &wal, wal_file::head_len())?;
         self.wal = wal;
         self.wal_len = wal_file::head_len();
         // The head written into a new (empty) file grows it: counted like a commit's growth.
@@ -633,6 +634,7 @@ impl Writer {
                 "the WAL's direct writes are refused; committing through the page cache and fdatasync"
             );
             self.direct = None;
+            self.cfg.direct_io = false; // not tried again for the next WAL files
             result = self.wal.seek(SeekFrom::Start(self.wal_len)).map(|_| None);
         }
         if self.direct.is_none() && result.is_ok() {
@@ -740,6 +742,10 @@ fn refused_direct_writes_fall_back_to_buffered_commits_and_lose_nothing() {
     );
     assert!(writer.direct.is_none());
     assert!(commit(&mut writer, 3), "and so are the next ones");
+    // A rotation does not try direct writes again on the next WAL file.
+    drop(writer.freeze().unwrap());
+    assert!(writer.direct.is_none(), "not retried after a refusal");
+    assert!(commit(&mut writer, 4));
     let (reply, _rx) = sync_channel(1);
     writer.stop(Command::Crash {
         mid_seal: false,
@@ -748,7 +754,7 @@ fn refused_direct_writes_fall_back_to_buffered_commits_and_lose_nothing() {
     drop(writer);
     drop(shared);
     let store = EmbeddedStore::open(cfg).unwrap();
-    for trace in 1..=3 {
+    for trace in 1..=4 {
         let id = TraceId::from_bytes([trace; 16]).unwrap();
         assert!(store.get_trace(id).unwrap().is_some(), "trace {trace}");
     }
@@ -788,9 +794,10 @@ fn write_all_vectored(file: &mut File, mut slices: &mut [IoSlice<'_>]) -> std::i
 }
 
 /// The WAL at `path` (open as `wal`, `len` bytes long) for direct writes, when the
-/// configuration asks for them and the file system has them.
+/// configuration asks for them and the file system has them; when it has not, direct writes
+/// are switched off in `cfg`, so that the next WAL files do not try (and log) again.
 fn open_direct(
-    cfg: &EmbeddedConfig,
+    cfg: &mut EmbeddedConfig,
     path: &Path,
     wal: &File,
     len: u64,
@@ -800,6 +807,7 @@ fn open_direct(
     }
     let direct = DirectLog::open(path, wal, len)?;
     if direct.is_none() {
+        cfg.direct_io = false;
         tracing::info!(
             path = %path.display(),
             "this file system has no direct I/O: WAL commits are buffered and fdatasynced"

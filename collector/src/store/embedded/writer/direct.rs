@@ -14,8 +14,9 @@
 //! writes, since the page cache also writes whole pages. Recovery ends the log at the zeros
 //! quietly, as it does at a spare file's zeros ([`crate::prealloc`]).
 //!
-//! A file system without `O_DIRECT` (tmpfs, some FUSE and network file systems) refuses the
-//! open with `EINVAL`; the writer then commits as before, buffered and `fdatasync`ed.
+//! A file system without `O_DIRECT` (tmpfs before Linux 6.6, some FUSE and network file
+//! systems) refuses the open with `EINVAL`; the writer then commits as before, buffered and
+//! `fdatasync`ed, as it does from the first write such a file system refuses.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -106,7 +107,8 @@ impl DirectLog {
         window[..filled].copy_from_slice(&self.tail);
         let mut at = self.tail_at;
         let mut left = len - filled;
-        let mut pieces = 0;
+        // Whether pieces went out before the last (through `bulk`, not yet durable).
+        let mut split = false;
         for p in parts {
             let mut p = *p;
             while !p.is_empty() {
@@ -119,13 +121,13 @@ impl DirectLog {
                     self.bulk.write_all_at(window, at)?;
                     at += window_len as u64;
                     filled = 0;
-                    pieces += 1;
+                    split = true;
                 }
             }
         }
         let padded = filled.next_multiple_of(ALIGN);
         window[filled..padded].fill(0);
-        if pieces == 0 {
+        if !split {
             self.sync.write_all_at(&window[..padded], at)?;
         } else {
             self.bulk.write_all_at(&window[..padded], at)?;
