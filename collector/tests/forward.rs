@@ -379,12 +379,20 @@ async fn full_queue_pushes_back_with_503() {
         f64::from(accepted) * 500.0,
         "every accepted span is queued"
     );
-    // The upstream recovers: the queue drains and ingest is accepted again.
+    // The upstream recovers: the queue drains and ingest is accepted again. Admission looks at
+    // the segment files' bytes, which fall only once the acknowledged segments are deleted,
+    // a moment after the queue's span count reached 0.
     upstream.set_behavior(Behavior::Accept);
     wait_metric(
         &a,
         &format!("tracelight_collector_forward_queue_spans{{upstream=\"{l}\"}}"),
         |v| v == 0.0,
+    )
+    .await;
+    wait_metric(
+        &a,
+        &format!("tracelight_collector_forward_queue_disk_bytes{{upstream=\"{l}\"}}"),
+        |v| v < f64::from(1u32 << 20),
     )
     .await;
     assert_eq!(a.post_otlp(&build_request(500, 1000, now)).await, 200);
