@@ -338,6 +338,42 @@ async fn server_retry_delay_is_honoured() {
     a.stop().await;
 }
 
+/// A request waiting out a long computed backoff goes again as soon as the upstream accepts
+/// another one: the oldest records hold the acknowledged prefix (the cursor, the segments on
+/// disk, the queue depth), so they must not wait out a backoff grown during the outage.
+#[tokio::test]
+async fn a_waiting_retry_goes_once_the_upstream_accepts_again() {
+    let upstream = OtlpReceiver::start().await;
+    upstream.set_behavior(Behavior::Unavailable);
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = upstream.grpc_endpoint();
+    // A computed backoff of 10 minutes: only the wake-up lets the first request through
+    // within the deadlines below.
+    let a = forwarder(dir.path(), std::slice::from_ref(&endpoint), |c| {
+        c.forwarding.retry_initial_interval_ms = 600_000;
+        c.forwarding.retry_max_interval_ms = 600_000;
+        c.forwarding.max_in_flight = 2;
+        c.forwarding.max_batch_spans = 4;
+    })
+    .await;
+    assert_eq!(a.post_otlp(&fixture_request()).await, 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while upstream.requests().is_empty() {
+        assert!(Instant::now() < deadline, "no export attempt");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The first request was refused and waits; the upstream is back; a second one is sent
+    // (4 spans out of a window of 2 × 4) and accepted, which wakes the first.
+    upstream.set_behavior(Behavior::Accept);
+    assert_eq!(a.post_otlp(&fixture_request()).await, 200);
+    let l = label(&endpoint);
+    let sent = counter_once_drained(&a, &l, "sent_spans").await;
+    assert_eq!(sent, 8.0);
+    let accepted = upstream.requests().iter().filter(|r| r.accepted).count();
+    assert_eq!(accepted, 2, "each request accepted once");
+    a.stop().await;
+}
+
 #[tokio::test]
 async fn full_queue_pushes_back_with_503() {
     let upstream = OtlpReceiver::start().await;

@@ -304,14 +304,24 @@ impl Queue {
     }
 
     /// Hands out the next unsent records: at least one, then more while the totals stay within
-    /// `max_spans` and `max_bytes`. `None` when everything was handed out.
-    pub fn take(&self, max_spans: u64, max_bytes: u64) -> Option<Batch> {
+    /// `max_spans` and `max_bytes`. `None` when everything was handed out, or when `window`
+    /// spans are already out: handed out earlier and not yet in the acknowledged prefix, be
+    /// they in flight or done above an older record that is not (one waiting to be retried).
+    ///
+    /// The window is what bounds the records a crash sends again: everything above the
+    /// acknowledged prefix. Without it, a record waiting out a long retry delay would let the
+    /// sender deliver the whole backlog past it while the cursor stays put, and the segments
+    /// with it. A record larger than the window is still handed out once nothing else is out.
+    pub fn take(&self, max_spans: u64, max_bytes: u64, window: u64) -> Option<Batch> {
         let mut st = self.shared.state.lock();
         let start = st.entries.partition_point(|e| e.seq < st.next_unsent);
+        let out: u64 = st.entries.range(..start).map(|e| u64::from(e.spans)).sum();
+        let max_spans = max_spans.min(window.saturating_sub(out));
         let mut batch: Option<Batch> = None;
         for e in st.entries.range(start..) {
             let (spans, len) = (u64::from(e.spans), u64::from(e.len));
             match &mut batch {
+                None if out > 0 && spans > max_spans => break,
                 None => {
                     batch = Some(Batch {
                         first_seq: e.seq,

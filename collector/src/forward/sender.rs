@@ -1,12 +1,22 @@
 //! The delivery loop of one upstream: takes records from its queue, merges them into requests,
 //! sends up to `max_in_flight` at a time, retries retryable failures with backoff, and
 //! acknowledges (cursor + segment deletion) what the upstream accepted or permanently refused.
+//!
+//! Two rules keep the acknowledged prefix (the cursor) close behind what was sent:
+//!
+//! - at most `max_in_flight × max_batch_spans` spans are out above the prefix, in flight or
+//!   done (the queue's window, [`Queue::take`]): that is all a crash can send again;
+//! - a request waiting out its computed backoff retries as soon as another request to the same
+//!   upstream is accepted: the outage is over, and the oldest records, which hold the prefix
+//!   (and the window, and the disk the segments take), are the ones waiting. A delay the
+//!   upstream asked for (`Retry-After`, `RetryInfo`) is always honoured.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -60,7 +70,24 @@ struct Attempt {
     retry: (Duration, Duration),
     /// Set while the upstream fails, so an outage is logged once, not per attempt.
     failing: Arc<AtomicBool>,
+    accepted: Arc<Accepted>,
     stop: CancellationToken,
+}
+
+/// Requests the upstream accepted, for the requests waiting to retry (see the module docs).
+#[derive(Debug, Default)]
+struct Accepted {
+    /// How many so far.
+    count: AtomicU64,
+    /// Woken at each.
+    notify: Notify,
+}
+
+impl Accepted {
+    fn record(&self) {
+        self.count.fetch_add(1, Ordering::AcqRel);
+        self.notify.notify_waiters();
+    }
 }
 
 impl Sender {
@@ -74,12 +101,20 @@ impl Sender {
             counters: Arc::clone(&self.counters),
             retry: self.retry,
             failing: Arc::new(AtomicBool::new(false)),
+            accepted: Arc::default(),
             stop: stop.clone(),
         };
+        // Spans out above the acknowledged prefix, at most (see the module docs).
+        let window = self
+            .max_batch_spans
+            .saturating_mul(self.max_in_flight as u64);
         let mut in_flight: JoinSet<(Batch, Delivery)> = JoinSet::new();
         loop {
             while !stop.is_cancelled() && in_flight.len() < self.max_in_flight {
-                let Some(batch) = self.queue.take(self.max_batch_spans, MAX_REQUEST_BYTES) else {
+                let Some(batch) = self
+                    .queue
+                    .take(self.max_batch_spans, MAX_REQUEST_BYTES, window)
+                else {
                     break;
                 };
                 let attempt = attempt.clone();
@@ -167,8 +202,10 @@ impl Attempt {
         };
         let mut backoff = Backoff::new(self.retry.0, self.retry.1);
         loop {
+            let accepted_before = self.accepted.count.load(Ordering::Acquire);
             match self.exporter.export(body.clone()).await {
                 Outcome::Accepted { rejected } => {
+                    self.accepted.record();
                     if self.failing.swap(false, Ordering::Relaxed) {
                         tracing::info!(upstream = %self.label, "upstream accepts spans again");
                     }
@@ -179,6 +216,7 @@ impl Attempt {
                     self.counters
                         .retried
                         .fetch_add(batch.spans, Ordering::Relaxed);
+                    let asked = delay.is_some();
                     let wait = backoff.delay(delay);
                     if self.failing.swap(true, Ordering::Relaxed) {
                         tracing::debug!(upstream = %self.label, %reason, ?wait, "forward retry");
@@ -190,12 +228,29 @@ impl Attempt {
                             "upstream unavailable; spans stay queued and are retried"
                         );
                     }
-                    tokio::select! {
-                        () = tokio::time::sleep(wait) => {}
-                        () = self.stop.cancelled() => return Delivery::Abandoned,
+                    if !self.wait_to_retry(wait, asked, accepted_before).await {
+                        return Delivery::Abandoned;
                     }
                 }
             }
+        }
+    }
+
+    /// Waits `wait` before the next attempt, or less: unless the upstream `asked` for that
+    /// delay, until it accepts another request (at once if it accepted one since this attempt
+    /// was sent, its count then past `accepted_before`). `false` on shutdown.
+    async fn wait_to_retry(&self, wait: Duration, asked: bool, accepted_before: u64) -> bool {
+        let woken = self.accepted.notify.notified();
+        tokio::pin!(woken);
+        // Registered before the count is read, so an acceptance in between still wakes it.
+        woken.as_mut().enable();
+        if !asked && self.accepted.count.load(Ordering::Acquire) != accepted_before {
+            return true;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(wait) => true,
+            () = &mut woken, if !asked => true,
+            () = self.stop.cancelled() => false,
         }
     }
 }

@@ -24,11 +24,59 @@ fn append(q: &Queue, tag: u8, spans: u32) {
 /// Every unsent record, read back one batch at a time: (first payload byte, spans) per record.
 fn drain(q: &Queue) -> Vec<(u64, u64, Vec<u8>)> {
     let mut out = Vec::new();
-    while let Some(b) = q.take(u64::MAX, u64::MAX) {
+    while let Some(b) = q.take(u64::MAX, u64::MAX, u64::MAX) {
         let bytes = q.read(&b).unwrap();
         out.push((b.first_seq, b.last_seq, bytes));
     }
     out
+}
+
+/// Records above an unacknowledged one count against the window even when done, so a record
+/// waiting to be retried holds the sender back instead of letting it run away from the cursor
+/// (what a crash would send again).
+#[test]
+fn take_stops_at_the_window_until_the_oldest_is_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open("t", &config(dir.path())).unwrap();
+    for i in 0..8 {
+        append(&q, i, 2);
+    }
+    // Window 6: three records of 2 spans out, one at a time.
+    let first = q.take(2, u64::MAX, 6).unwrap();
+    let second = q.take(2, u64::MAX, 6).unwrap();
+    let third = q.take(2, u64::MAX, 6).unwrap();
+    assert_eq!(
+        (first.first_seq, second.first_seq, third.first_seq),
+        (1, 2, 3)
+    );
+    assert_eq!(q.take(2, u64::MAX, 6), None, "6 spans out");
+    // The later two done, the first not (waiting to retry): still 6 out.
+    assert_eq!(q.complete(2, 2), None);
+    assert_eq!(q.complete(3, 3), None);
+    assert_eq!(
+        q.take(2, u64::MAX, 6),
+        None,
+        "done above the prefix still counts"
+    );
+    // Once the first is done the prefix moves past all three, and batches are capped by
+    // what the window has left.
+    assert_eq!(q.complete(1, 1), Some(3));
+    let b = q.take(u64::MAX, u64::MAX, 6).unwrap();
+    assert_eq!((b.first_seq, b.last_seq, b.spans), (4, 6, 6));
+    assert_eq!(q.take(u64::MAX, u64::MAX, 6), None);
+    assert_eq!(q.complete(4, 6), Some(6));
+    // A record larger than the window goes out alone once nothing else is.
+    append(&q, 9, 10);
+    let b = q.take(u64::MAX, u64::MAX, 6).unwrap();
+    assert_eq!((b.first_seq, b.last_seq, b.spans), (7, 8, 4));
+    assert_eq!(
+        q.take(u64::MAX, u64::MAX, 6),
+        None,
+        "4 spans out, 10 do not fit"
+    );
+    assert_eq!(q.complete(7, 8), Some(8));
+    let b = q.take(u64::MAX, u64::MAX, 6).unwrap();
+    assert_eq!((b.first_seq, b.spans), (9, 10));
 }
 
 fn segment_files(dir: &Path) -> usize {
@@ -50,12 +98,12 @@ fn append_take_ack_recover() {
     assert_eq!(q.stats().spans.load(Ordering::Relaxed), 20);
     assert!(q.stats().oldest_ms.load(Ordering::Relaxed) > 0);
     // Batches are bounded by spans: 3 records of 2 spans fit in 6.
-    let b = q.take(6, u64::MAX).unwrap();
+    let b = q.take(6, u64::MAX, u64::MAX).unwrap();
     assert_eq!((b.first_seq, b.last_seq, b.spans), (1, 3, 6));
     let bytes = q.read(&b).unwrap();
     assert_eq!(bytes.len(), 120);
     assert!(bytes[..40].iter().all(|&x| x == 0) && bytes[80..].iter().all(|&x| x == 2));
-    let b2 = q.take(4, u64::MAX).unwrap();
+    let b2 = q.take(4, u64::MAX, u64::MAX).unwrap();
     assert_eq!((b2.first_seq, b2.last_seq), (4, 5));
     // Out-of-order completion: nothing is acknowledged until the prefix is done.
     assert_eq!(q.complete(4, 5), None);
@@ -76,7 +124,7 @@ fn append_take_ack_recover() {
     assert_eq!(q.complete(6, 10), Some(10));
     q.persist(10).unwrap();
     append(&q, 11, 1);
-    let b = q.take(u64::MAX, u64::MAX).unwrap();
+    let b = q.take(u64::MAX, u64::MAX, u64::MAX).unwrap();
     assert_eq!(b.first_seq, 11, "sequence numbers continue after a restart");
     assert!(segment_files(dir.path()) <= files_before);
 }
@@ -110,7 +158,7 @@ fn torn_tail_is_truncated_on_recovery() {
     assert_eq!((got[0].0, got[0].1), (1, 2));
     // New appends still work and get fresh numbers.
     append(&q, 9, 1);
-    let b = q.take(u64::MAX, u64::MAX).unwrap();
+    let b = q.take(u64::MAX, u64::MAX, u64::MAX).unwrap();
     assert_eq!(q.read(&b).unwrap()[0], 9);
 }
 
@@ -127,7 +175,7 @@ fn cap_refuses_room() {
     assert!(q.has_room());
     append(&q, 2, 1);
     assert!(!q.has_room());
-    let b = q.take(u64::MAX, u64::MAX).unwrap();
+    let b = q.take(u64::MAX, u64::MAX, u64::MAX).unwrap();
     let acked = q.complete(b.first_seq, b.last_seq).unwrap();
     q.persist(acked).unwrap();
     assert!(q.has_room(), "acknowledged segments free the cap");
@@ -188,7 +236,7 @@ proptest! {
                     next += 1;
                 }
                 2 => {
-                    if let Some(b) = q.take(n * 3, u64::MAX) {
+                    if let Some(b) = q.take(n * 3, u64::MAX, u64::MAX) {
                         for s in b.first_seq..=b.last_seq {
                             prop_assert!(appended.contains(&s) && handed.insert(s), "record {} handed out twice", s);
                         }
@@ -216,7 +264,7 @@ proptest! {
         drop(q);
         let q = Queue::open("m", &config(dir.path())).unwrap();
         let mut back = BTreeSet::new();
-        while let Some(b) = q.take(u64::MAX, u64::MAX) {
+        while let Some(b) = q.take(u64::MAX, u64::MAX, u64::MAX) {
             q.read(&b).unwrap();
             back.extend(b.first_seq..=b.last_seq);
         }
@@ -296,7 +344,7 @@ fn an_acknowledged_segment_becomes_the_spare_and_its_records_never_come_back() {
         append(&q, i, 1);
     }
     assert!(!spare.exists(), "taken by the rotation");
-    let b = q.take(u64::MAX, u64::MAX).unwrap();
+    let b = q.take(u64::MAX, u64::MAX, u64::MAX).unwrap();
     assert_eq!((b.first_seq, b.last_seq), (1, 5));
     assert_eq!(q.complete(1, 5), Some(5));
     q.persist(5).unwrap();
@@ -324,6 +372,6 @@ fn an_acknowledged_segment_becomes_the_spare_and_its_records_never_come_back() {
     assert_eq!(fs::metadata(&ninth).unwrap().len(), 68);
     // Sequence numbers go on after the reused file's own.
     append(&q, 10, 1);
-    let b = q.take(u64::MAX, u64::MAX).unwrap();
+    let b = q.take(u64::MAX, u64::MAX, u64::MAX).unwrap();
     assert_eq!(b.first_seq, 10);
 }
