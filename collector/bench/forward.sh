@@ -7,6 +7,9 @@
 #   forward  A with the durable store + --forward to B (gRPC, gzip unless FORWARD_COMPRESSION),
 #            B with the durable store
 #   agent    A with --storage none + --forward to B
+#   backlog  A as in "forward", but B starts only when the load stops: A queues the whole run,
+#            then the drain rate of that backlog is the sender's capacity (A → B with nothing
+#            else running), to compare with the rate A ingests in "alone"
 #
 # Reported per run: spans/s acknowledged by A (load generator), A's CPU cores, spans per A
 # CPU-second and µs of A CPU per span, A's peak RSS; B's CPU cores over the run. With an
@@ -25,9 +28,10 @@
 # on another host, so the ratio is what forwarding itself costs A.
 #
 # Environment: ROUNDS=2 DURATION=15 WARMUP=2 PROTOCOL=grpc BATCH=512 CONNECTIONS=4
-#              MODES="alone forward agent" BASE_PORT=44170 NO_BUILD=1 (skip cargo build)
+#              MODES="alone forward agent" (or backlog) BASE_PORT=44170 NO_BUILD=1 (skip cargo build)
 #              FORWARD_COMPRESSION=gzip (or zstd, or none: A → B on loopback gains nothing from it)
 #              PIN=0|1|2 SAMPLE=0.5 COLLECTOR=path (another collector binary, e.g. a baseline)
+#              DRAIN_TIMEOUT=300 (seconds a drain may take before the run fails)
 # Needs: cargo, curl, jq. Only loopback addresses are used.
 set -euo pipefail
 
@@ -85,6 +89,21 @@ start() { # name cpu admin args...
     exit 1
 }
 
+start_b() {
+    start b b "$b_admin" --data-dir "$work/b" --otlp-grpc-listen "$b_grpc" \
+        --otlp-http-listen 127.0.0.1:$((BASE_PORT + 11)) \
+        --query-listen 127.0.0.1:$((BASE_PORT + 12)) --admin-listen "$b_admin"
+    b_pid=${pids[-1]}
+}
+
+drain_started=
+drain_timeout() { # now: fails the run when a drain takes longer than DRAIN_TIMEOUT seconds
+    [[ -n $drain_started ]] || drain_started=$1
+    if (($(echo "$1 - $drain_started > ${DRAIN_TIMEOUT:-300}" | bc -l))); then
+        echo "forward.sh: A's queue did not drain within ${DRAIN_TIMEOUT:-300}s" >&2
+        exit 1
+    fi
+}
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 metric() { # admin series
     curl -fsS "http://$1/metrics" | awk -v s="$2" 'index($0, s " ") == 1 {print $2}'
@@ -112,17 +131,12 @@ for round in $(seq "$ROUNDS"); do
     for mode in $MODES; do
         rm -rf "$work/a" "$work/b"
         pids=()
-        b_pid=
-        if [[ $mode != alone ]]; then
-            start b b "$b_admin" --data-dir "$work/b" --otlp-grpc-listen "$b_grpc" \
-                --otlp-http-listen 127.0.0.1:$((BASE_PORT + 11)) \
-                --query-listen 127.0.0.1:$((BASE_PORT + 12)) --admin-listen "$b_admin"
-            b_pid=${pids[-1]}
-        fi
+        b_pid= drain_started=
+        [[ $mode == forward || $mode == agent ]] && start_b
         a_args=(--data-dir "$work/a" --otlp-grpc-listen "$a_grpc" --otlp-http-listen "$a_http"
             --query-listen 127.0.0.1:$((BASE_PORT + 2)) --admin-listen "$a_admin")
         case $mode in
-            forward) a_args+=(--forward "http://$b_grpc" --forward-compression "$FORWARD_COMPRESSION") ;;
+            forward | backlog) a_args+=(--forward "http://$b_grpc" --forward-compression "$FORWARD_COMPRESSION") ;;
             agent) a_args+=(--storage none --forward "http://$b_grpc" --forward-compression "$FORWARD_COMPRESSION") ;;
         esac
         start a a "$a_admin" "${a_args[@]}"
@@ -154,13 +168,36 @@ for round in $(seq "$ROUNDS"); do
         read -r a_acc b_got got_ratio q_max q_growth <<<"$window"
         if [[ $mode == alone ]]; then b_got=- got_ratio=- q_max=- q_growth=-; fi
         queued=- drain=- b_cores=- retried=-
-        if [[ -n $b_pid ]]; then
+        if [[ $mode == backlog ]]; then
+            # The whole run is queued; B starts now. The drain is timed from the first sample
+            # with less queued (the sender's retry backoff may wait a few seconds before it
+            # finds B) to the sample with nothing left.
+            b_got=- got_ratio=- q_growth=-
+            queued=$(metric "$a_admin" "tracelight_collector_forward_queue_spans{upstream=\"$label\"}")
+            start_b
+            t_first= q_first=
+            while :; do
+                q=$(metric "$a_admin" "tracelight_collector_forward_queue_spans{upstream=\"$label\"}")
+                now=$(date +%s.%N)
+                if [[ -z $t_first && $q -lt $queued ]]; then
+                    t_first=$now q_first=$q a_ticks=$(cpu_ticks "$a_pid") b_ticks=$(cpu_ticks "$b_pid")
+                fi
+                [[ $q == 0 ]] && break
+                drain_timeout "$now"
+                sleep 0.05
+            done
+            drain=$(echo "$now - $t_first" | bc -l)
+            echo "   drain: $q_first spans in ${drain}s; A $(echo "($(cpu_ticks "$a_pid") - $a_ticks) / $(getconf CLK_TCK) / $drain" | bc -l | cut -c1-4) cores, B $(echo "($(cpu_ticks "$b_pid") - $b_ticks) / $(getconf CLK_TCK) / $drain" | bc -l | cut -c1-4) cores" >&2
+            # the drain rate column: the spans queued at the first sample over the time to empty
+            queued=$q_first
+        elif [[ -n $b_pid ]]; then
             retried=$(metric "$a_admin" "tracelight_collector_forward_retried_spans_total{upstream=\"$label\"}")
             b_after=$(cpu_ticks "$b_pid")
             b_cores=$(echo "($b_after - $b_before) / $(getconf CLK_TCK) / ($DURATION + $WARMUP)" | bc -l)
             queued=$(metric "$a_admin" "tracelight_collector_forward_queue_spans{upstream=\"$label\"}")
             t0=$(date +%s.%N)
             while [[ $(metric "$a_admin" "tracelight_collector_forward_queue_spans{upstream=\"$label\"}") != 0 ]]; do
+                drain_timeout "$(date +%s.%N)"
                 sleep 0.05
             done
             drain=$(echo "$(date +%s.%N) - $t0" | bc -l)
