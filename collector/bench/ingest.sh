@@ -20,7 +20,7 @@
 #   DURATION=15          measured seconds per run (plus WARMUP)
 #   ROUNDS=1             times the whole matrix runs (interleaved: round 1 of every
 #                        configuration, then round 2, ...); with more than one, a summary gives
-#                        each configuration's ratios, their median and how many reach 0.5
+#                        each configuration's ratios, their median (of the middle two for an even count) and how many reach 0.5
 #   WARMUP=1             seconds of load before measuring
 #   PROTOCOLS="grpc http"
 #   BATCHES="100 512"    spans per request
@@ -219,7 +219,7 @@ if ((ROUNDS > 1)); then
         | (map((.collector.spans_per_cpu_second // 0) / .decode_spans_per_cpu_second) | sort) as $r
         | "\(.[0].storage) \(.[0].protocol) \(.[0].batch)×\(.[0].connections): "
           + ($r | map(. * 100 | floor / 100 | tostring) | join(" "))
-          + "  median \($r[($r | length - 1) / 2 | floor] * 100 | floor / 100)"
+          + "  median \(($r[($r | length - 1) / 2 | floor] + $r[$r | length / 2 | floor]) / 2 * 100 | floor / 100)"
           + "  ≥ 0.5 in \($r | map(select(. >= 0.5)) | length) of \($r | length)"' "$results"
 fi
 echo
