@@ -32,6 +32,7 @@
 #              FORWARD_COMPRESSION=gzip (or zstd, or none: A → B on loopback gains nothing from it)
 #              PIN=0|1|2 SAMPLE=0.5 COLLECTOR=path (another collector binary, e.g. a baseline)
 #              DRAIN_TIMEOUT=300 (seconds a drain may take before the run fails)
+#              B_ARGS= (more arguments for B, e.g. "--spanmetrics false --servicegraph false")
 # Needs: cargo, curl, jq. Only loopback addresses are used.
 set -euo pipefail
 
@@ -92,7 +93,7 @@ start() { # name cpu admin args...
 start_b() {
     start b b "$b_admin" --data-dir "$work/b" --otlp-grpc-listen "$b_grpc" \
         --otlp-http-listen 127.0.0.1:$((BASE_PORT + 11)) \
-        --query-listen 127.0.0.1:$((BASE_PORT + 12)) --admin-listen "$b_admin"
+        --query-listen 127.0.0.1:$((BASE_PORT + 12)) --admin-listen "$b_admin" ${B_ARGS:-}
     b_pid=${pids[-1]}
 }
 
