@@ -1,6 +1,6 @@
 #![allow(clippy::unwrap_used, reason = "tests: a panic is the failure report")]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 
@@ -213,7 +213,9 @@ proptest! {
     /// Model test: any interleaving of appends, takes, completions and restarts never loses
     /// an appended record that was not completed, never hands out a record twice within one
     /// run, and after a restart hands out exactly the records above the completed prefix that
-    /// were not completed, plus those completed out of order above it (the duplicates).
+    /// were not completed, plus those completed out of order above it (the duplicates); and
+    /// that a take keeps the spans out above the completed prefix within its window (apart
+    /// from one record taken while nothing is out).
     #[test]
     fn model(ops in prop::collection::vec((0u8..5, 1u64..6), 1..60)) {
         let dir = tempfile::tempdir().unwrap();
@@ -222,7 +224,14 @@ proptest! {
         let mut completed: BTreeSet<u64> = BTreeSet::new();
         let mut taken: Vec<Batch> = Vec::new();
         let mut handed: BTreeSet<u64> = BTreeSet::new();
+        let mut spans_of: BTreeMap<u64, u64> = BTreeMap::new();
         let mut next = 1u64;
+        // Spans handed out in this run and not in the completed prefix: in flight, or completed
+        // above a record that is not.
+        let out = |appended: &BTreeSet<u64>, completed: &BTreeSet<u64>, handed: &BTreeSet<u64>, spans_of: &BTreeMap<u64, u64>| {
+            let min_open = appended.difference(completed).next().copied().unwrap_or(u64::MAX);
+            handed.range(min_open..).map(|s| spans_of[s]).sum::<u64>()
+        };
         // After a restart, only the completed prefix stays completed.
         let restart = |appended: &BTreeSet<u64>, completed: &mut BTreeSet<u64>| {
             let min_open = appended.difference(completed).next().copied().unwrap_or(u64::MAX);
@@ -233,14 +242,29 @@ proptest! {
                 0 | 1 => {
                     append(&q, 7, u32::try_from(n).unwrap());
                     appended.insert(next);
+                    spans_of.insert(next, n);
                     next += 1;
                 }
                 2 => {
-                    if let Some(b) = q.take(n * 3, u64::MAX, u64::MAX) {
+                    // Records of 1-5 spans; windows of 4-16 spans, or none.
+                    let window = if n == 5 { u64::MAX } else { n * 4 };
+                    let before = out(&appended, &completed, &handed, &spans_of);
+                    if let Some(b) = q.take(n * 3, u64::MAX, window) {
                         for s in b.first_seq..=b.last_seq {
                             prop_assert!(appended.contains(&s) && handed.insert(s), "record {} handed out twice", s);
                         }
+                        let after = out(&appended, &completed, &handed, &spans_of);
+                        prop_assert!(
+                            after <= window || (before == 0 && b.first_seq == b.last_seq),
+                            "{} spans out after a take with a window of {} ({} before)", after, window, before
+                        );
                         taken.push(b);
+                    } else {
+                        let unsent = appended.iter().any(|s| !handed.contains(s) && !completed.contains(s));
+                        prop_assert!(
+                            !unsent || before > 0,
+                            "nothing taken while records wait and nothing is out"
+                        );
                     }
                 }
                 3 => {
