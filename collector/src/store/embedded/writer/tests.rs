@@ -1,4 +1,4 @@
-//! The commit thread's own tests (the store's behaviour is tested in `tests/store_embedded.rs`).
+//! The commit thread's own tests (the store's behaviour: `tests/store_embedded.rs`, `tests/store_recovery.rs`).
 
 #![allow(clippy::unwrap_used, reason = "tests: a panic is the failure report")]
 
