@@ -148,16 +148,28 @@ impl Derived {
 
     /// [`observe_view`](Self::observe_view) at a given time (see [`observe_at`](Self::observe_at)).
     pub fn observe_view_at(&self, batch: &BatchView<'_>, mono_s: u64, unix_s: u64) {
+        // Each span's operation hash, shared by span metrics and the history.
+        let operations: Vec<u64> = if self.spans.is_some() || self.history.is_some() {
+            batch
+                .spans()
+                .map(|s| {
+                    spanmetrics::service_of(&s)
+                        .map_or(0, |service| self.hasher.operation(service, s.name, s.kind))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         if let Some(spans) = &self.spans {
             let mut spans = spans.lock();
-            for span in batch.spans() {
-                spans.observe(&self.hasher, &span, mono_s);
+            for (span, &operation) in batch.spans().zip(&operations) {
+                spans.observe(&self.hasher, operation, &span, mono_s);
             }
         }
         if let Some(history) = &self.history {
             let mut history = history.lock();
-            for span in batch.spans() {
-                history.observe(&self.hasher, &span, unix_s);
+            for (span, &operation) in batch.spans().zip(&operations) {
+                history.observe(operation, &span, unix_s);
             }
         }
         if let Some(graph) = &self.graph {

@@ -11,10 +11,9 @@
 //! 76 bytes (≈ 9 KiB per operation busy for the whole retention).
 
 use std::collections::VecDeque;
-use std::hash::{Hash, Hasher};
 
 use super::names::SPAN_DURATION_BUCKETS_MS;
-use super::series::{LabelHasher, SeriesTable};
+use super::series::SeriesTable;
 use super::spanmetrics::{duration_ms, service_of};
 use crate::model::{SpanKind, SpanRef, StatusCode};
 
@@ -124,18 +123,16 @@ impl History {
         }
     }
 
-    /// Adds one span that arrived at `unix_s` (seconds since the epoch).
-    pub(crate) fn observe(&mut self, hasher: &LabelHasher, span: &SpanRef<'_, '_>, unix_s: u64) {
+    /// Adds one span that arrived at `unix_s` (seconds since the epoch); `operation` is
+    /// [`LabelHasher::operation`](super::series::LabelHasher::operation) of its service, name
+    /// and kind (unused when the span has no service name).
+    pub(crate) fn observe(&mut self, operation: u64, span: &SpanRef<'_, '_>, unix_s: u64) {
         let Some(service) = service_of(span) else {
             return;
         };
-        let mut h = hasher.start();
-        service.hash(&mut h);
-        span.name.hash(&mut h);
-        span.kind.hash(&mut h);
         let minute = unix_s / SLOT_SECONDS;
         let slots = self.table.update(
-            h.finish(),
+            operation,
             |k| *k.service == *service && *k.operation == *span.name && k.kind == span.kind,
             || {
                 let key = Key {

@@ -10,12 +10,12 @@
 //! Keys carry their own hash: the caller hashes the borrowed label values of a span with
 //! [`LabelHasher`] and compares in place, so a hit allocates nothing.
 
-#[cfg(test)]
-use std::hash::Hash;
-use std::hash::{BuildHasher, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
+
+use crate::model::SpanKind;
 
 /// Hashes label values; the same hasher must hash the lookup and the stored key.
 #[derive(Debug, Clone, Default)]
@@ -25,6 +25,17 @@ impl LabelHasher {
     /// Starts a hash.
     pub(crate) fn start(&self) -> impl Hasher {
         self.0.build_hasher()
+    }
+
+    /// The hash of an operation: service, span name and kind. Span metrics and the Monitor-tab
+    /// history key their series by it (span metrics adding the status and dimensions), so a
+    /// span's two label strings are hashed once for both.
+    pub(crate) fn operation(&self, service: &str, name: &str, kind: SpanKind) -> u64 {
+        let mut h = self.start();
+        service.hash(&mut h);
+        name.hash(&mut h);
+        kind.hash(&mut h);
+        h.finish()
     }
 
     /// Hashes one value on its own.

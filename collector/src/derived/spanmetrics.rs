@@ -95,8 +95,15 @@ impl SpanMetrics {
         }
     }
 
-    /// Counts one span.
-    pub(crate) fn observe(&mut self, hasher: &LabelHasher, span: &SpanRef<'_, '_>, now: u64) {
+    /// Counts one span; `operation` is [`LabelHasher::operation`] of its service, name and
+    /// kind (unused when the span has no service name).
+    pub(crate) fn observe(
+        &mut self,
+        hasher: &LabelHasher,
+        operation: u64,
+        span: &SpanRef<'_, '_>,
+        now: u64,
+    ) {
         let Some(service) = service_of(span) else {
             self.skipped += 1;
             return;
@@ -107,9 +114,7 @@ impl SpanMetrics {
             .map(|d| dimension_value(span, &d.attribute))
             .collect();
         let mut h = hasher.start();
-        service.hash(&mut h);
-        span.name.hash(&mut h);
-        span.kind.hash(&mut h);
+        h.write_u64(operation);
         span.status_code.hash(&mut h);
         for d in &dims {
             d.as_deref().hash(&mut h);
