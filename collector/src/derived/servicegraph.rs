@@ -510,6 +510,42 @@ mod tests {
     }
 
     #[test]
+    fn a_database_is_named_by_db_name_then_db_namespace_then_db_system() {
+        let database = |attrs: &[(&str, &str)]| {
+            let s = attrs
+                .iter()
+                .fold(span("a", SpanKind::Client, 1, None), |s, (k, v)| {
+                    attr(s, k, v)
+                });
+            let batch = BatchView::from_spans([&s]);
+            let view = batch.spans().next().unwrap();
+            database_of(&view)
+        };
+        let pg = ("db.system", "postgresql");
+        assert_eq!(database(&[]), None);
+        assert_eq!(database(&[("db.name", "shop")]), None, "no db.system");
+        assert_eq!(database(&[pg]).as_deref(), Some("postgresql"));
+        assert_eq!(
+            database(&[("db.namespace", "ns"), pg, ("db.name", "shop")]).as_deref(),
+            Some("shop")
+        );
+        assert_eq!(
+            database(&[pg, ("db.namespace", "ns")]).as_deref(),
+            Some("ns")
+        );
+        // An empty value counts as absent; only the first occurrence of a key is read.
+        assert_eq!(
+            database(&[pg, ("db.name", ""), ("db.namespace", "ns")]).as_deref(),
+            Some("ns")
+        );
+        assert_eq!(
+            database(&[pg, ("db.name", ""), ("db.name", "late")]).as_deref(),
+            Some("postgresql")
+        );
+        assert_eq!(database(&[("db.system", ""), ("db.name", "shop")]), None);
+    }
+
+    #[test]
     fn a_full_store_drops_new_halves_but_still_pairs_waiting_ones() {
         let h = LabelHasher::default();
         let mut g = graph(2);
