@@ -191,23 +191,21 @@ pub async fn start_with_store(
     let grpc_layer = grpc::ResourceExhaustedLayer::new(Arc::clone(&metrics));
     let stop = receivers_stop.clone();
     receivers.spawn(async move {
-        // `serve_with_incoming` applies none of the builder's socket options: without
-        // TCP_NODELAY, a response's small trailing frames wait for the client's delayed ACK
-        // (40 ms on Linux), which set the gRPC p99.
-        let incoming =
-            tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
-        let result = tonic::transport::Server::builder()
+        let settings = grpc::server::H2Settings {
             // HTTP/2's default 64 KiB windows make a 250 KB export wait for several
             // WINDOW_UPDATE round trips; a request up to the window is sent at once.
-            .initial_stream_window_size(GRPC_STREAM_WINDOW_BYTES)
-            .initial_connection_window_size(GRPC_CONNECTION_WINDOW_BYTES)
+            stream_window: GRPC_STREAM_WINDOW_BYTES,
+            connection_window: GRPC_CONNECTION_WINDOW_BYTES,
             // Fewer, larger DATA frames per export (HTTP/2's default is 16 KiB).
-            .max_frame_size(GRPC_MAX_FRAME_BYTES)
-            .layer(grpc_layer)
-            .add_service(grpc_service)
-            .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+            max_frame_size: GRPC_MAX_FRAME_BYTES,
+        };
+        let service = tower::Layer::layer(&grpc_layer, grpc_service);
+        let result = grpc::server::serve(grpc_listener, service, settings, stop)
             .await
-            .map_err(RunError::Grpc);
+            .map_err(|source| RunError::Serve {
+                component: "otlp-grpc",
+                source,
+            });
         ("otlp-grpc", result)
     });
     receivers.spawn(serve_http(

@@ -28,9 +28,6 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
-    /// The gRPC server failed while running.
-    #[error("otlp-grpc server failed: {0}")]
-    Grpc(#[source] tonic::transport::Error),
     /// A server task ended without being asked to.
     #[error("{0} server stopped unexpectedly")]
     Stopped(&'static str),

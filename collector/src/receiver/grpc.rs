@@ -9,9 +9,11 @@
 //!
 //! The served `TraceService` is [`raw::RawTraceServer`]: the generated server's behaviour, but
 //! it keeps the request's bytes (forwarded as received) and reads them without tonic's generic
-//! unary path.
+//! unary path. [`server::serve`] accepts the connections and serves them with hyper, a
+//! connection's only stream in flight running in the connection's own task.
 
 pub mod raw;
+pub mod server;
 
 use std::sync::Arc;
 use std::task::{Context, Poll};

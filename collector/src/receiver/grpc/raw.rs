@@ -69,10 +69,6 @@ impl RawTraceServer {
     }
 }
 
-impl tonic::server::NamedService for RawTraceServer {
-    const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
-}
-
 impl<B> tower::Service<http::Request<B>> for RawTraceServer
 where
     B: tonic::codegen::Body + Send + 'static,
