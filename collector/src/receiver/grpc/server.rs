@@ -44,6 +44,33 @@ pub struct H2Settings {
     pub max_frame_size: u32,
 }
 
+/// What [`serve`] runs for each request: a cloneable tower service answering gRPC over
+/// HTTP/2 (the receiver's stack, [`super::ResourceExhausted`] around
+/// [`super::raw::RawTraceServer`]).
+pub trait GrpcService:
+    tower::Service<
+        http::Request<hyper::body::Incoming>,
+        Response = http::Response<tonic::body::Body>,
+        Error = std::convert::Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> GrpcService for S where
+    S: tower::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<tonic::body::Body>,
+            Error = std::convert::Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
 /// How long the accept loop waits after an accept error that is not about one connection
 /// (e.g. too many open files) before it tries again.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
@@ -54,22 +81,12 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 /// # Errors
 /// Never in practice: accept errors are logged and retried. The `Result` leaves room for a
 /// listener that fails for good.
-pub async fn serve<S>(
+pub async fn serve<S: GrpcService>(
     listener: TcpListener,
     service: S,
     settings: H2Settings,
     stop: CancellationToken,
-) -> io::Result<()>
-where
-    S: tower::Service<
-            http::Request<hyper::body::Incoming>,
-            Response = http::Response<tonic::body::Body>,
-            Error = std::convert::Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
+) -> io::Result<()> {
     let (closing_tx, closing_rx) = watch::channel(false);
     loop {
         let accepted = tokio::select! {
@@ -112,22 +129,13 @@ fn is_connection_error(e: &io::Error) -> bool {
     )
 }
 
-async fn serve_connection<S>(
+async fn serve_connection<S: GrpcService>(
     stream: TcpStream,
     peer: SocketAddr,
     service: S,
     settings: H2Settings,
     mut closing: watch::Receiver<bool>,
-) where
-    S: tower::Service<
-            http::Request<hyper::body::Incoming>,
-            Response = http::Response<tonic::body::Body>,
-            Error = std::convert::Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
+) {
     // Without TCP_NODELAY a response's small trailing frames wait for the client's delayed
     // ACK (40 ms on Linux).
     if let Err(e) = stream.set_nodelay(true) {

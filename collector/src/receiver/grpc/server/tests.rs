@@ -24,17 +24,9 @@ fn ok() -> Response {
     http::Response::new(tonic::body::Body::empty())
 }
 
-async fn start<S>(service: S) -> (SocketAddr, CancellationToken, JoinHandle<io::Result<()>>)
-where
-    S: tower::Service<
-            http::Request<hyper::body::Incoming>,
-            Response = Response,
-            Error = Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
+async fn start<S: GrpcService>(
+    service: S,
+) -> (SocketAddr, CancellationToken, JoinHandle<io::Result<()>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
