@@ -200,13 +200,8 @@ pub async fn start_with_store(
             max_frame_size: GRPC_MAX_FRAME_BYTES,
         };
         let service = tower::Layer::layer(&grpc_layer, grpc_service);
-        let result = grpc::server::serve(grpc_listener, service, settings, stop)
-            .await
-            .map_err(|source| RunError::Serve {
-                component: "otlp-grpc",
-                source,
-            });
-        ("otlp-grpc", result)
+        grpc::server::serve(grpc_listener, service, settings, stop).await;
+        ("otlp-grpc", Ok(()))
     });
     receivers.spawn(serve_http(
         "otlp-http",

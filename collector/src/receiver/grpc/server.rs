@@ -77,16 +77,13 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// Serves `service` on `listener` until `stop` is cancelled, then stops accepting, lets every
 /// connection finish the streams it has (HTTP/2 GOAWAY) and returns once all are closed.
-///
-/// # Errors
-/// Never in practice: accept errors are logged and retried. The `Result` leaves room for a
-/// listener that fails for good.
+/// Accept errors are logged and retried, so this only returns when stopped.
 pub async fn serve<S: GrpcService>(
     listener: TcpListener,
     service: S,
     settings: H2Settings,
     stop: CancellationToken,
-) -> io::Result<()> {
+) {
     let (closing_tx, closing_rx) = watch::channel(false);
     loop {
         let accepted = tokio::select! {
@@ -116,7 +113,6 @@ pub async fn serve<S: GrpcService>(
     // `closed` resolves when the last connection has dropped its receiver.
     let _ = closing_tx.send(true);
     closing_tx.closed().await;
-    Ok(())
 }
 
 /// Errors that concern one connection only; the listener is fine.

@@ -24,9 +24,7 @@ fn ok() -> Response {
     http::Response::new(tonic::body::Body::empty())
 }
 
-async fn start<S: GrpcService>(
-    service: S,
-) -> (SocketAddr, CancellationToken, JoinHandle<io::Result<()>>) {
+async fn start<S: GrpcService>(service: S) -> (SocketAddr, CancellationToken, JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
@@ -103,7 +101,7 @@ async fn a_connection_runs_its_only_stream_in_its_own_task_and_spawns_the_others
         "a connection's only stream runs in the connection's task"
     );
     stop.cancel();
-    server.await.unwrap().unwrap();
+    server.await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,7 +132,6 @@ async fn stopping_finishes_the_streams_in_flight_and_closes_the_listener() {
     tokio::time::timeout(Duration::from_secs(10), server)
         .await
         .unwrap()
-        .unwrap()
         .unwrap();
     assert!(TcpStream::connect(addr).await.is_err());
 }
@@ -159,7 +156,7 @@ async fn a_panicking_stream_ends_alone_and_its_connection_serves_on() {
     let response = send.send_request(request()).await.unwrap();
     assert_eq!(response.status(), http::StatusCode::OK);
     stop.cancel();
-    server.await.unwrap().unwrap();
+    server.await.unwrap();
 }
 
 /// A stream that wakes itself at every poll (as a tokio resource does when the task's
@@ -192,7 +189,7 @@ fn a_stream_that_always_wakes_itself_lets_other_tasks_run() {
             let response = send.send_request(request()).await.unwrap();
             assert_eq!(response.status(), http::StatusCode::OK);
             stop.cancel();
-            server.await.unwrap().unwrap();
+            server.await.unwrap();
         });
         let _ = done_tx.send(());
     });
