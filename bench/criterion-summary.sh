@@ -21,7 +21,7 @@ median() { # variant -> ns
 
 echo "| variant | µs/request (95 % CI) | Δ vs baseline µs | median µs | Δ median vs baseline µs |"
 echo "|---|---:|---:|---:|---:|"
-for v in bare identity_layer sampled unsampled metrics_only bare_log sampled_log unsampled_log metrics_only_log; do
+for v in bare identity_layer sampled unsampled metrics_only upstream_unsampled upstream bare_log sampled_log unsampled_log metrics_only_log; do
     [ -f "$DIR/$v/new/estimates.json" ] || continue
     case "$v" in *_log) base=bare_log ;; *) base=bare ;; esac
     [ -f "$DIR/$base/new/estimates.json" ] || continue

@@ -44,7 +44,7 @@ count() { # variant n [toggle] -> Ir of the main (bench) thread
         --callgrind-out-file="$OUT/cg.$1.$2" "$BIN" >/dev/null 2>&1
     awk '/^summary:|^totals:/ { print $2; exit }' "$OUT/cg.$1.$2-01"
 }
-VARIANTS=${VARIANTS:-bare identity_layer metrics_only unsampled sampled bare_log metrics_only_log unsampled_log sampled_log}
+VARIANTS=${VARIANTS:-bare identity_layer metrics_only unsampled sampled upstream_unsampled upstream bare_log metrics_only_log unsampled_log sampled_log}
 echo "| variant | instructions/request | Δ vs baseline |"
 echo "|---|---:|---:|"
 declare -A seen

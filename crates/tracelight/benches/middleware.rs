@@ -15,6 +15,8 @@
 //! | `sampled` | `telemetry.layer()`, `AlwaysOn`, spans exported by the real batch processor over OTLP/HTTP-protobuf to a loopback `OtlpReceiver` |
 //! | `unsampled` | `telemetry.layer()`, `AlwaysOff` (same exporter, nothing exported) |
 //! | `metrics_only` | `telemetry.layer_builder().spans(false)` |
+//! | `upstream_unsampled` | the reference, `opentelemetry-instrumentation-tower`'s layer (traces and metrics), `AlwaysOff` |
+//! | `upstream` | the same, `AlwaysOn`, spans exported by the SDK's batch processor over OTLP/HTTP-protobuf to the same receiver |
 //! | `*_log` | the same, with the one-`info!` handler |
 //!
 //! Times are **CPU time of the bench thread** (`CLOCK_THREAD_CPUTIME_ID`), not wall time: the
@@ -47,8 +49,8 @@ use std::time::Duration;
 use axum::Router;
 use cpu_time::ThreadTime;
 use criterion::Criterion;
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use tower::ServiceExt as _;
-use tracelight::Telemetry;
 
 #[path = "support/app.rs"]
 mod app;
@@ -63,8 +65,13 @@ use app::request;
 const FLUSH_EVERY: u64 = 1_000;
 
 /// CPU time of `iters` requests through `app`, on a current-thread runtime driven from this
-/// thread, flushing `telemetry`'s spans every [`FLUSH_EVERY`] requests.
-fn run(rt: &tokio::runtime::Runtime, app: &Router, telemetry: &Telemetry, iters: u64) -> Duration {
+/// thread, flushing `provider`'s spans every [`FLUSH_EVERY`] requests.
+fn run(
+    rt: &tokio::runtime::Runtime,
+    app: &Router,
+    provider: &SdkTracerProvider,
+    iters: u64,
+) -> Duration {
     let start = ThreadTime::now();
     let mut left = iters;
     while left > 0 {
@@ -80,7 +87,7 @@ fn run(rt: &tokio::runtime::Runtime, app: &Router, telemetry: &Telemetry, iters:
             }
         });
         // A failed flush only means that spans may be dropped, which the next flush absorbs.
-        let _ = telemetry.provider().force_flush();
+        let _ = provider.force_flush();
         left -= n;
     }
     start.elapsed()
@@ -92,11 +99,11 @@ fn middleware(c: &mut Criterion) {
     let variants = setup.variants();
 
     let mut group = c.benchmark_group("middleware");
-    for (name, telemetry, app) in &variants {
-        let _default = tracing::dispatcher::set_default(telemetry.dispatch());
-        group.bench_function(*name, |b| {
+    for v in &variants {
+        let _default = tracing::dispatcher::set_default(v.dispatch);
+        group.bench_function(v.name, |b| {
             b.iter_custom(|iters| {
-                let elapsed = run(rt, app, telemetry, iters);
+                let elapsed = run(rt, &v.app, v.provider, iters);
                 receiver.clear();
                 elapsed
             });
@@ -115,9 +122,9 @@ fn interleaved(rounds: usize, per_round: u64) {
     let variants = setup.variants();
     let mut times: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); variants.len()];
     for round in 0..=rounds {
-        for ((_, telemetry, app), out) in variants.iter().zip(&mut times) {
-            let _default = tracing::dispatcher::set_default(telemetry.dispatch());
-            let elapsed = run(rt, app, telemetry, per_round);
+        for (v, out) in variants.iter().zip(&mut times) {
+            let _default = tracing::dispatcher::set_default(v.dispatch);
+            let elapsed = run(rt, &v.app, v.provider, per_round);
             receiver.clear();
             // Round 0 warms up.
             if round > 0 {
@@ -133,11 +140,11 @@ fn interleaved(rounds: usize, per_round: u64) {
         "| variant | µs/request, median of {rounds} rounds | Δ vs its baseline, median of per-round deltas |"
     );
     println!("|---|---:|---:|");
-    for ((name, _, _), t) in variants.iter().zip(&times) {
-        let base = app::baseline(name);
+    for (v, t) in variants.iter().zip(&times) {
+        let (name, base) = (v.name, app::baseline(v.name));
         let Some(b) = variants
             .iter()
-            .position(|(n, _, _)| *n == base)
+            .position(|other| other.name == base)
             .and_then(|i| times.get(i))
         else {
             continue;
@@ -158,10 +165,10 @@ fn requests_only(variant: &str, n: u64) {
     let setup = app::setup();
     let app::Setup { rt, .. } = &setup;
     let variants = setup.variants();
-    if let Some((_, telemetry, app)) = variants.iter().find(|(name, _, _)| *name == variant) {
-        let _default = tracing::dispatcher::set_default(telemetry.dispatch());
-        run(rt, app, telemetry, 500);
-        run(rt, app, telemetry, n);
+    if let Some(v) = variants.iter().find(|v| v.name == variant) {
+        let _default = tracing::dispatcher::set_default(v.dispatch);
+        run(rt, &v.app, v.provider, 500);
+        run(rt, &v.app, v.provider, n);
     }
 }
 
