@@ -14,14 +14,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use harness::{
-    SPAN_2, SPAN_3, TRACE_1, TRACE_2, TestCollector, fixture_request, kv, metric_value, span,
-    string,
+    SPAN_2, SPAN_3, TRACE_1, TRACE_2, TestCollector, eventually, fixture_request, kv,
+    large_request, metric_value, one_span_request, string,
 };
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
-use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use parking_lot::{Condvar, Mutex};
 use prost::Message as _;
 use tonic::codec::CompressionEncoding;
@@ -439,31 +436,6 @@ impl SpanStore for GatedStore {
     }
 }
 
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    for _ in 0..200 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
-fn one_span_request(trace: &str) -> ExportTraceServiceRequest {
-    let mut request = fixture_request();
-    request.resource_spans.truncate(1);
-    request.resource_spans[0].scope_spans[0].spans = vec![span(
-        trace,
-        "0000000000000001",
-        None,
-        "op",
-        SpanKind::Server,
-        0,
-        1,
-    )];
-    request
-}
-
 #[tokio::test]
 async fn full_pipeline_answers_503_and_unavailable_then_recovers() {
     let store = GatedStore::closed();
@@ -615,14 +587,6 @@ async fn the_span_budget_bounds_the_queue_whatever_the_batch_count() {
     assert_eq!(accepted.status(), 200);
     let c = Arc::into_inner(c).unwrap();
     c.stop().await;
-}
-
-/// A one-span request whose span carries an attribute of `bytes` bytes.
-fn large_request(trace: &str, bytes: usize) -> Vec<u8> {
-    let mut request = one_span_request(trace);
-    request.resource_spans[0].scope_spans[0].spans[0].attributes =
-        vec![kv("blob", string(&"x".repeat(bytes)))];
-    request.encode_to_vec()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

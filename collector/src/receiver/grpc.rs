@@ -29,6 +29,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use tonic::codec::CompressionEncoding;
 use tonic_types::{ErrorDetails, StatusExt as _};
 
+use super::limits::{BodyError, DecodeBudget};
 use super::{Ingest, IngestError};
 use crate::metrics::{Metrics, Protocol, RefusalReason};
 
@@ -63,21 +64,32 @@ pub fn generated_service(
 }
 
 impl GrpcReceiver {
-    /// Handles one export from its bytes ([`raw::RawExport`]): decode budget, decode, export.
+    /// The decode budget that requests' bytes are admitted to.
+    fn decode_budget(&self) -> &Arc<DecodeBudget> {
+        self.ingest.decode_budget()
+    }
+
+    /// Counts a request refused for want of decode budget and answers it: `UNAVAILABLE` with
+    /// a retry delay.
+    fn over_budget(&self) -> tonic::Status {
+        self.ingest
+            .metrics()
+            .request_refused(Protocol::Grpc, RefusalReason::Backpressure);
+        tonic::Status::with_error_details(
+            tonic::Code::Unavailable,
+            BodyError::OverBudget.to_string(),
+            ErrorDetails::with_retry_info(Some(self.ingest.retry_after())),
+        )
+    }
+
+    /// Handles one export from its bytes ([`raw::RawExport`], admitted to the decode budget):
+    /// decode, export. The permit is held until the export is answered.
     async fn export_raw(
         &self,
         raw: raw::RawExport,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         let metrics = self.ingest.metrics();
-        // Held until the export is answered: bounds the memory of concurrent decodes.
-        let Some(_permit) = self.ingest.decode_budget().try_acquire(raw.encoded.len()) else {
-            metrics.request_refused(Protocol::Grpc, RefusalReason::Backpressure);
-            return Err(tonic::Status::with_error_details(
-                tonic::Code::Unavailable,
-                "too many large requests in flight, retry later",
-                ErrorDetails::with_retry_info(Some(self.ingest.retry_after())),
-            ));
-        };
+        let _permit = raw.permit;
         let started = Instant::now();
         let result = self
             .ingest

@@ -15,11 +15,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use http_body_util::{BodyExt as _, Limited};
+use http_body_util::BodyExt as _;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message as _;
 
-use super::limits::{BodyError, ContentEncoding, decompress};
+use super::limits::{BodyError, ContentEncoding, DecodePermit, decompress};
 use super::{Ingest, IngestError, json};
 use crate::metrics::{Protocol, RefusalReason};
 
@@ -86,7 +86,7 @@ async fn export(State(state): State<Arc<HttpState>>, headers: HeaderMap, body: B
     response
 }
 
-async fn handle(state: &HttpState, headers: &HeaderMap, body: Body) -> Response {
+async fn handle(state: &HttpState, headers: &HeaderMap, mut body: Body) -> Response {
     let metrics = state.ingest.metrics();
     let refuse = |format, status, rpc_code, reason, message: String| {
         metrics.request_refused(Protocol::Http, reason);
@@ -142,22 +142,37 @@ async fn handle(state: &HttpState, headers: &HeaderMap, body: Body) -> Response 
     if declared.is_some_and(|n| n > limit as u64) {
         return body_error(BodyError::TooLarge { limit });
     }
-    let raw = match read_body(body, limit).await {
-        Ok(raw) => raw,
-        Err(e) => return body_error(e),
-    };
-    let plain = match decompress(encoding, raw, limit) {
-        Ok(plain) => plain,
-        Err(e) => return body_error(e),
-    };
-    // Held until the export is answered: bounds the memory of concurrent decodes.
-    let Some(_permit) = state.ingest.decode_budget().try_acquire(plain.len()) else {
+    let over_budget = || {
         metrics.request_refused(Protocol::Http, RefusalReason::Backpressure);
-        return unavailable(
+        unavailable(
             format,
             state.ingest.retry_after(),
-            "too many large requests in flight, retry later",
-        );
+            &BodyError::OverBudget.to_string(),
+        )
+    };
+    // Held until the export is answered: bounds the memory of concurrent requests. It covers
+    // the declared length before the body is read (a body without one, each chunk as it
+    // comes), then the decompressed body before it is allocated.
+    let declared = declared.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    let Some(mut permit) = state.ingest.decode_budget().try_acquire(declared) else {
+        drain(&mut body, limit).await;
+        return over_budget();
+    };
+    let raw = match read_body(&mut body, limit, &mut permit).await {
+        Ok(raw) => raw,
+        Err(BodyError::OverBudget) => {
+            // Read to its end, keeping nothing, so that the client gets the answer rather
+            // than a connection closed under its upload.
+            drop(permit);
+            drain(&mut body, limit).await;
+            return over_budget();
+        }
+        Err(e) => return body_error(e),
+    };
+    let plain = match decompress(encoding, raw, limit, &mut permit) {
+        Ok(plain) => plain,
+        Err(BodyError::OverBudget) => return over_budget(),
+        Err(e) => return body_error(e),
     };
     let malformed = |message: String| {
         refuse(
@@ -187,11 +202,46 @@ async fn handle(state: &HttpState, headers: &HeaderMap, body: Body) -> Response 
     }
 }
 
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, BodyError> {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge { limit }),
-        Err(e) => Err(BodyError::Read(e.to_string())),
+/// Reads the whole body (at most `limit` bytes), growing `permit` to cover what has arrived
+/// before keeping it.
+async fn read_body(
+    body: &mut Body,
+    limit: usize,
+    permit: &mut DecodePermit,
+) -> Result<Bytes, BodyError> {
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut len = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| BodyError::Read(e.to_string()))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        len = len.saturating_add(data.len());
+        if len > limit {
+            return Err(BodyError::TooLarge { limit });
+        }
+        if len > permit.bytes() && !permit.try_resize(len) {
+            return Err(BodyError::OverBudget);
+        }
+        chunks.push(data);
+    }
+    Ok(match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.swap_remove(0),
+        _ => Bytes::from(chunks.concat()),
+    })
+}
+
+/// Reads the rest of `body` without keeping it, up to `limit` bytes.
+async fn drain(body: &mut Body, limit: usize) {
+    let mut left = limit;
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Some(data) = frame.data_ref() {
+            match left.checked_sub(data.len()) {
+                Some(l) => left = l,
+                None => return,
+            }
+        }
     }
 }
 

@@ -1,7 +1,14 @@
-//! Request size limits and capped decompression.
+//! Request size limits, capped decompression and the decode budget.
 //!
 //! The limit applies to the body as received **and** after decompression; decoders read at
 //! most `limit + 1` bytes, so a compression bomb costs at most `limit` bytes of memory.
+//!
+//! The [`DecodeBudget`] bounds the bytes of all requests in flight together: a request holds a
+//! [`DecodePermit`] from the moment its length is known (a gRPC message's prefix, an HTTP
+//! `Content-Length`, or each chunk of a body without one) until it is answered, and the permit
+//! grows with the decompressed output before that output is allocated. So many concurrent
+//! large (or highly compressed) requests are refused with a retry delay instead of being
+//! buffered first.
 
 use std::io::Read;
 
@@ -48,6 +55,9 @@ pub enum BodyError {
     /// The body could not be read from the connection.
     #[error("cannot read request body: {0}")]
     Read(String),
+    /// The requests in flight already hold the decode budget; retry later.
+    #[error("too many large requests in flight, retry later")]
+    OverBudget,
 }
 
 impl ContentEncoding {
@@ -75,11 +85,20 @@ impl ContentEncoding {
     }
 }
 
+/// The smallest step by which a decompression's output buffer (and its permit) grows.
+const DECOMPRESS_STEP: usize = 64 << 10;
+
 /// Decompresses `body`, failing with [`BodyError::TooLarge`] past `limit` bytes of output.
+///
+/// `permit` covers `body` on entry. It grows with the output's buffer before each step of the
+/// buffer is allocated ([`BodyError::OverBudget`] when the budget has no room for it): first
+/// four times the body, then doubling. On return it covers the output's length alone (the
+/// buffer's capacity is at most twice that).
 pub fn decompress(
     encoding: ContentEncoding,
     body: Bytes,
     limit: usize,
+    permit: &mut DecodePermit,
 ) -> Result<Bytes, BodyError> {
     let corrupt = |source| BodyError::Corrupt {
         encoding: encoding.name(),
@@ -99,12 +118,38 @@ pub fn decompress(
             Box::new(zstd::stream::read::Decoder::new(&body[..]).map_err(corrupt)?)
         }
     };
-    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
-    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
-    reader.take(cap).read_to_end(&mut out).map_err(corrupt)?;
+    // At most `limit + 1` bytes are read: one more than the limit tells that it is exceeded.
+    let mut reader = reader.take(u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1));
+    let mut out: Vec<u8> = Vec::new();
+    loop {
+        if out.len() == out.capacity() {
+            // Doubling, and never past what the limit could still need.
+            let room = out
+                .capacity()
+                .max(body.len().saturating_mul(4))
+                .max(DECOMPRESS_STEP)
+                .min(limit.saturating_add(1).saturating_sub(out.len()));
+            if !permit.try_resize(body.len().saturating_add(out.len() + room)) {
+                return Err(BodyError::OverBudget);
+            }
+            out.reserve_exact(room);
+        }
+        let at = out.len();
+        let room = out.capacity() - at;
+        // Reads into the reserved room only (`read_to_end` would grow the buffer itself).
+        let read = (&mut reader)
+            .take(u64::try_from(room).unwrap_or(u64::MAX))
+            .read_to_end(&mut out)
+            .map_err(corrupt)?;
+        if read == 0 {
+            break;
+        }
+    }
     if out.len() > limit {
         return Err(BodyError::TooLarge { limit });
     }
+    // The compressed body is dropped with this call.
+    permit.try_resize(out.len());
     Ok(Bytes::from(out))
 }
 
@@ -162,6 +207,35 @@ impl DecodeBudget {
     }
 }
 
+impl DecodePermit {
+    /// Makes this permit cover `bytes` instead: a permit shrinks at once; it grows when the
+    /// budget has room for the difference, or when it is the only permit with bytes in flight
+    /// (as [`DecodeBudget::try_acquire`] admits a request larger than the whole budget when
+    /// nothing else is in flight). Returns whether the permit now covers `bytes`.
+    pub fn try_resize(&mut self, bytes: usize) -> bool {
+        use std::sync::atomic::Ordering;
+        let (held, max) = (self.bytes, self.budget.max);
+        let resized = self
+            .budget
+            .in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                let others = n - held;
+                let total = others.saturating_add(bytes);
+                (bytes <= held || others == 0 || total <= max).then_some(total)
+            })
+            .is_ok();
+        if resized {
+            self.bytes = bytes;
+        }
+        resized
+    }
+
+    /// The bytes this permit covers.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
 impl Drop for DecodePermit {
     fn drop(&mut self) {
         self.budget
@@ -180,6 +254,18 @@ mod tests {
         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         enc.write_all(data).unwrap();
         Bytes::from(enc.finish().unwrap())
+    }
+
+    /// Decompresses with a permit of an ample budget of its own.
+    fn decompress(
+        encoding: ContentEncoding,
+        body: Bytes,
+        limit: usize,
+    ) -> Result<Bytes, BodyError> {
+        let mut permit = DecodeBudget::new(usize::MAX / 2)
+            .try_acquire(body.len())
+            .unwrap();
+        super::decompress(encoding, body, limit, &mut permit)
     }
 
     #[test]
@@ -254,5 +340,53 @@ mod tests {
         assert!(budget.try_acquire(1).is_none());
         drop(big);
         assert!(budget.try_acquire(1).is_some());
+    }
+
+    #[test]
+    fn a_permit_shrinks_at_once_and_grows_within_the_budget_or_alone() {
+        let budget = DecodeBudget::new(100);
+        let mut a = budget.try_acquire(30).unwrap();
+        let b = budget.try_acquire(50).unwrap();
+        assert!(a.try_resize(50), "30 + 20 more fits");
+        assert_eq!((a.bytes(), budget.in_flight()), (50, 100));
+        assert!(!a.try_resize(51), "no room left");
+        assert_eq!((a.bytes(), budget.in_flight()), (50, 100));
+        assert!(a.try_resize(10), "shrinking always works");
+        assert_eq!(budget.in_flight(), 60);
+        drop(b);
+        assert!(a.try_resize(1000), "alone, a permit may outgrow the budget");
+        assert_eq!(budget.in_flight(), 1000);
+        assert!(budget.try_acquire(1).is_none());
+        drop(a);
+        assert_eq!(budget.in_flight(), 0);
+    }
+
+    #[test]
+    fn decompression_grows_its_permit_before_its_output_and_stops_at_the_budget() {
+        let plain = vec![7u8; 3 << 20];
+        let body = gzip(&plain);
+        let budget = DecodeBudget::new(2 << 20);
+        // Alone, the request may decompress past the budget; its permit then covers the output.
+        let mut alone = budget.try_acquire(body.len()).unwrap();
+        let out = super::decompress(ContentEncoding::Gzip, body.clone(), 8 << 20, &mut alone);
+        assert_eq!(out.unwrap().len(), plain.len());
+        assert_eq!(
+            (alone.bytes(), budget.in_flight()),
+            (plain.len(), plain.len())
+        );
+        drop(alone);
+        // With another request holding half the budget, the output cannot grow past the rest.
+        let other = budget.try_acquire(1 << 20).unwrap();
+        let mut permit = budget.try_acquire(body.len()).unwrap();
+        assert!(matches!(
+            super::decompress(ContentEncoding::Gzip, body, 8 << 20, &mut permit),
+            Err(BodyError::OverBudget)
+        ));
+        assert!(
+            budget.in_flight() <= 2 << 20,
+            "never granted past the budget"
+        );
+        drop((other, permit));
+        assert_eq!(budget.in_flight(), 0);
     }
 }

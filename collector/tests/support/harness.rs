@@ -354,3 +354,39 @@ pub(crate) fn assert_golden(name: &str, actual: &serde_json::Value) {
         );
     }
 }
+
+/// Polls `check` every 10 ms until it holds; panics after 2 s.
+pub(crate) async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    for _ in 0..200 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// A request with one server span of `trace`.
+pub(crate) fn one_span_request(trace: &str) -> ExportTraceServiceRequest {
+    let mut request = fixture_request();
+    request.resource_spans.truncate(1);
+    request.resource_spans[0].scope_spans[0].spans = vec![span(
+        trace,
+        "0000000000000001",
+        None,
+        "op",
+        SpanKind::Server,
+        0,
+        1,
+    )];
+    request
+}
+
+/// [`one_span_request`], its span carrying an attribute of `bytes` bytes, encoded.
+pub(crate) fn large_request(trace: &str, bytes: usize) -> Vec<u8> {
+    use prost::Message as _;
+    let mut request = one_span_request(trace);
+    request.resource_spans[0].scope_spans[0].spans[0].attributes =
+        vec![kv("blob", string(&"x".repeat(bytes)))];
+    request.encode_to_vec()
+}

@@ -27,7 +27,7 @@ use prost::Message as _;
 use tonic::Status;
 
 use super::GrpcReceiver;
-use crate::receiver::limits::{self, BodyError, ContentEncoding};
+use crate::receiver::limits::{self, BodyError, ContentEncoding, DecodeBudget, DecodePermit};
 
 /// The gRPC method path served.
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
@@ -43,6 +43,24 @@ const ACCEPT_ENCODING: &str = "gzip,zstd";
 pub struct RawExport {
     /// The encoded `ExportTraceServiceRequest`.
     pub encoded: Bytes,
+    /// Its bytes in the decode budget, taken when the message's prefix arrived; held until
+    /// the export is answered.
+    pub permit: DecodePermit,
+}
+
+/// Why a request's message could not be read.
+#[derive(Debug)]
+enum ReadError {
+    /// Bad or missing input: answered with this status.
+    Status(Status),
+    /// The decode budget has no room for the message.
+    OverBudget,
+}
+
+impl From<Status> for ReadError {
+    fn from(status: Status) -> Self {
+        Self::Status(status)
+    }
 }
 
 /// The `TraceService` gRPC server (see the module docs).
@@ -108,19 +126,24 @@ where
         Err(status) => return status.into_http(),
     };
     let mut body = std::pin::pin!(req.into_body());
-    let encoded = match read_message(body.as_mut(), max)
-        .await
-        .and_then(|(compressed, message)| {
-            if compressed {
-                decompress(encoding, message, max)
-            } else {
-                Ok(message)
-            }
-        }) {
-        Ok(encoded) => encoded,
-        Err(status) => return status.into_http(),
+    let read = match read_message(body.as_mut(), max, receiver.decode_budget()).await {
+        Ok((compressed, message, mut permit)) if compressed => {
+            decompress(encoding, message, max, &mut permit).map(|encoded| (encoded, permit))
+        }
+        Ok((_, encoded, permit)) => Ok((encoded, permit)),
+        Err(e) => Err(e),
     };
-    let result = receiver.export_raw(RawExport { encoded }).await;
+    let (encoded, permit) = match read {
+        Ok(read) => read,
+        Err(ReadError::Status(status)) => return status.into_http(),
+        Err(ReadError::OverBudget) => {
+            // The rest of the message is read and dropped, so that the answer is not an early
+            // one (see below); nothing of it is kept.
+            drain(body, max).await;
+            return receiver.over_budget().into_http();
+        }
+    };
+    let result = receiver.export_raw(RawExport { encoded, permit }).await;
     // The stream's end has almost always arrived during the export. Waiting for it keeps the
     // answer from being an early response, which HTTP/2 ends with a RST_STREAM that some
     // clients report as an error.
@@ -178,9 +201,14 @@ fn request_encoding(headers: &http::HeaderMap) -> Result<Option<ContentEncoding>
 }
 
 /// Reads the body until it holds one whole message (the end of the stream is not waited for)
-/// and returns its compressed flag and bytes. The prefix is checked as soon as it arrives: a
-/// message over `max` is refused before its bytes are buffered.
-async fn read_message<B>(mut body: Pin<&mut B>, max: usize) -> Result<(bool, Bytes), Status>
+/// and returns its compressed flag, its bytes and their permit. The prefix is checked as soon
+/// as it arrives: a message over `max` is refused before its bytes are buffered, and so is one
+/// for which the decode `budget` has no room.
+async fn read_message<B>(
+    mut body: Pin<&mut B>,
+    max: usize,
+    budget: &Arc<DecodeBudget>,
+) -> Result<(bool, Bytes, DecodePermit), ReadError>
 where
     B: tonic::codegen::Body,
     B::Error: Into<tonic::codegen::StdError>,
@@ -188,27 +216,34 @@ where
     // Everything received so far: the first frame as is, then a copy once a second one comes.
     let mut first = Bytes::new();
     let mut joined: Option<BytesMut> = None;
-    let mut needed: Option<(bool, usize)> = None;
+    let mut needed: Option<(bool, usize, DecodePermit)> = None;
     loop {
         let received = joined.as_ref().map_or(&first[..], |j| &j[..]);
         if needed.is_none() && received.len() >= PREFIX_LEN {
-            needed = Some(prefix(received, max)?);
+            let (compressed, len) = prefix(received, max)?;
+            let permit = budget
+                .try_acquire(PREFIX_LEN + len)
+                .ok_or(ReadError::OverBudget)?;
+            needed = Some((compressed, len, permit));
         }
-        if let Some((compressed, len)) = needed
+        if let Some((_, len, _)) = needed
             && received.len() >= PREFIX_LEN + len
         {
             let message = match joined {
                 Some(j) => j.freeze().slice(PREFIX_LEN..PREFIX_LEN + len),
                 None => first.slice(PREFIX_LEN..PREFIX_LEN + len),
             };
-            return Ok((compressed, message));
+            let Some((compressed, _, permit)) = needed else {
+                unreachable!("checked above");
+            };
+            return Ok((compressed, message, permit));
         }
         let frame = match body.as_mut().frame().await {
             None if received.is_empty() => {
-                return Err(Status::internal("Missing request message."));
+                return Err(Status::internal("Missing request message.").into());
             }
-            None => return Err(Status::internal("Unexpected EOF decoding stream.")),
-            Some(Err(e)) => return Err(Status::from_error(e.into())),
+            None => return Err(Status::internal("Unexpected EOF decoding stream.").into()),
+            Some(Err(e)) => return Err(Status::from_error(e.into()).into()),
             Some(Ok(frame)) => frame,
         };
         let Ok(mut data) = frame.into_data() else {
@@ -219,7 +254,7 @@ where
             Some(j) => j.extend_from_slice(&data),
             None if first.is_empty() => first = data,
             None => {
-                let capacity = needed.map_or(0, |(_, len)| PREFIX_LEN + len);
+                let capacity = needed.as_ref().map_or(0, |(_, len, _)| PREFIX_LEN + len);
                 let mut j = BytesMut::with_capacity(capacity.max(first.len() + data.len()));
                 j.extend_from_slice(&first);
                 j.extend_from_slice(&data);
@@ -257,18 +292,22 @@ fn decompress(
     encoding: Option<ContentEncoding>,
     message: Bytes,
     max: usize,
-) -> Result<Bytes, Status> {
+    permit: &mut DecodePermit,
+) -> Result<Bytes, ReadError> {
     let Some(encoding) = encoding else {
         // https://grpc.github.io/grpc/core/md_doc_compression.html: INTERNAL.
         return Err(Status::internal(
             "protocol error: received message with compressed-flag but no grpc-encoding was specified",
-        ));
+        )
+        .into());
     };
-    limits::decompress(encoding, message, max).map_err(|e| match e {
+    limits::decompress(encoding, message, max, permit).map_err(|e| match e {
         BodyError::TooLarge { .. } => Status::resource_exhausted(format!(
             "Error decompressing: size limit, of {max} bytes, exceeded while decompressing message"
-        )),
-        e => Status::internal(format!("Error decompressing: {e}, while sending request")),
+        ))
+        .into(),
+        BodyError::OverBudget => ReadError::OverBudget,
+        e => Status::internal(format!("Error decompressing: {e}, while sending request")).into(),
     })
 }
 
@@ -318,15 +357,71 @@ mod tests {
         out
     }
 
-    /// Reads from a body that yields `frames` and then, if `end` is false, never ends.
-    async fn read(frames: Frames, end: bool, max: usize) -> Result<(bool, Bytes), Status> {
+    /// Reads from a body that yields `frames` and then, if `end` is false, never ends, with
+    /// `budget` for the message's bytes.
+    async fn read_with(
+        frames: Frames,
+        end: bool,
+        max: usize,
+        budget: &Arc<DecodeBudget>,
+    ) -> Result<(bool, Bytes, DecodePermit), ReadError> {
         let stream = futures_util::stream::iter(frames);
         if end {
-            read_message(std::pin::pin!(http_body_util::StreamBody::new(stream)), max).await
+            let body = http_body_util::StreamBody::new(stream);
+            read_message(std::pin::pin!(body), max, budget).await
         } else {
             let stream = stream.chain(futures_util::stream::pending());
-            read_message(std::pin::pin!(http_body_util::StreamBody::new(stream)), max).await
+            let body = http_body_util::StreamBody::new(stream);
+            read_message(std::pin::pin!(body), max, budget).await
         }
+    }
+
+    /// [`read_with`] an ample budget, for the tests of everything but the budget.
+    async fn read(frames: Frames, end: bool, max: usize) -> Result<(bool, Bytes), Status> {
+        match read_with(frames, end, max, &DecodeBudget::new(1 << 30)).await {
+            Ok((compressed, message, _)) => Ok((compressed, message)),
+            Err(ReadError::Status(status)) => Err(status),
+            Err(ReadError::OverBudget) => panic!("over an ample budget"),
+        }
+    }
+
+    /// Decompresses with a permit of an ample budget.
+    fn decompress_ample(
+        encoding: Option<ContentEncoding>,
+        message: Bytes,
+        max: usize,
+    ) -> Result<Bytes, Status> {
+        let mut permit = DecodeBudget::new(1 << 30)
+            .try_acquire(message.len())
+            .unwrap();
+        decompress(encoding, message, max, &mut permit).map_err(|e| match e {
+            ReadError::Status(status) => status,
+            ReadError::OverBudget => panic!("over an ample budget"),
+        })
+    }
+
+    #[tokio::test]
+    async fn the_message_takes_its_length_from_the_budget_as_soon_as_its_prefix_arrives() {
+        let budget = DecodeBudget::new(1024);
+        let message = [1u8; 100];
+        let (_, got, permit) = read_with(vec![data(&prefixed(0, &message))], false, 4096, &budget)
+            .await
+            .unwrap();
+        assert_eq!(got.len(), 100);
+        assert_eq!(budget.in_flight(), PREFIX_LEN + 100);
+        // With that permit held, a message announcing more than the rest of the budget is
+        // refused from its prefix alone: the body stays open and nothing more arrives.
+        let announced = prefixed(0, &[0; 1000])[..PREFIX_LEN].to_vec();
+        let refused = read_with(vec![data(&announced)], false, 4096, &budget).await;
+        assert!(matches!(refused, Err(ReadError::OverBudget)), "{refused:?}");
+        assert_eq!(budget.in_flight(), PREFIX_LEN + 100, "nothing taken");
+        drop(permit);
+        // Alone, a message larger than the whole budget is admitted (as the budget admits one).
+        let whole = prefixed(0, &[0; 2000]);
+        let (_, got, _) = read_with(vec![data(&whole)], false, 4096, &budget)
+            .await
+            .unwrap();
+        assert_eq!(got.len(), 2000);
     }
 
     #[tokio::test]
@@ -409,19 +504,20 @@ mod tests {
             (ContentEncoding::Zstd, zst),
         ] {
             let bytes = Bytes::from(bytes);
-            let got = decompress(Some(encoding), bytes.clone(), message.len()).unwrap();
+            let got = decompress_ample(Some(encoding), bytes.clone(), message.len()).unwrap();
             assert_eq!(got, message);
-            let status = decompress(Some(encoding), bytes, message.len() - 1).unwrap_err();
+            let status = decompress_ample(Some(encoding), bytes, message.len() - 1).unwrap_err();
             assert_eq!(
                 status.code(),
                 tonic::Code::ResourceExhausted,
                 "{encoding:?}"
             );
-            let status = decompress(Some(encoding), Bytes::from_static(b"not compressed"), 1024)
-                .unwrap_err();
+            let status =
+                decompress_ample(Some(encoding), Bytes::from_static(b"not compressed"), 1024)
+                    .unwrap_err();
             assert_eq!(status.code(), tonic::Code::Internal, "{encoding:?}");
         }
-        let status = decompress(None, Bytes::from(gz), 1024).unwrap_err();
+        let status = decompress_ample(None, Bytes::from(gz), 1024).unwrap_err();
         assert_eq!(status.code(), tonic::Code::Internal);
         assert!(status.message().contains("no grpc-encoding"));
     }
