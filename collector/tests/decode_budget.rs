@@ -49,6 +49,30 @@ fn second_request() -> Vec<u8> {
     large_request(TRACE_2, DECODE_BUDGET_BYTES / 2)
 }
 
+/// POSTs a protobuf `body` to the collector's OTLP/HTTP endpoint.
+async fn post(c: &TestCollector, body: Vec<u8>) -> reqwest::Response {
+    c.http
+        .post(c.otlp_http_url())
+        .header("content-type", "application/x-protobuf")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Sends `rest` of the held upload, ends it, and returns its answer (which must be a 200).
+async fn finish<B>(
+    chunks: mpsc::Sender<Bytes>,
+    rest: &[u8],
+    response: tokio::task::JoinHandle<hyper::Result<http::Response<B>>>,
+) -> http::Response<B> {
+    chunks.send(Bytes::copy_from_slice(rest)).await.unwrap();
+    drop(chunks);
+    let response = response.await.unwrap().unwrap();
+    assert_eq!(response.status(), 200);
+    response
+}
+
 async fn refused_backpressure(c: &TestCollector, protocol: &str) -> f64 {
     let (_, metrics) = c.admin("/metrics").await;
     metric_value(
@@ -91,14 +115,7 @@ async fn an_http_upload_counts_from_its_content_length_before_its_body_arrives()
     let second = second_request();
     let mut refused = None;
     eventually("the second request to be refused", async || {
-        let r = c
-            .http
-            .post(c.otlp_http_url())
-            .header("content-type", "application/x-protobuf")
-            .body(second.clone())
-            .send()
-            .await
-            .unwrap();
+        let r = post(&c, second.clone()).await;
         let done = r.status() == 503;
         if done {
             refused = Some(r);
@@ -110,22 +127,8 @@ async fn an_http_upload_counts_from_its_content_length_before_its_body_arrives()
     assert!(refused.headers().contains_key("retry-after"));
     assert_eq!(refused_backpressure(&c, "http").await, 1.0);
     // The held upload completes and is accepted; its bytes then go back to the budget.
-    chunks
-        .send(Bytes::copy_from_slice(&held[1 << 20..]))
-        .await
-        .unwrap();
-    drop(chunks);
-    let response = response.await.unwrap().unwrap();
-    assert_eq!(response.status(), 200);
-    let accepted = c
-        .http
-        .post(c.otlp_http_url())
-        .header("content-type", "application/x-protobuf")
-        .body(second)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(accepted.status(), 200);
+    finish(chunks, &held[1 << 20..], response).await;
+    assert_eq!(post(&c, second).await.status(), 200);
     c.stop().await;
 }
 
@@ -179,19 +182,12 @@ async fn a_grpc_message_counts_from_its_prefix_before_its_bytes_arrive() {
     assert!(refused.unwrap().get_details_retry_info().is_some());
     assert_eq!(refused_backpressure(&c, "grpc").await, 1.0);
     // The held export completes and is accepted; then the second one is too.
-    chunks
-        .send(Bytes::copy_from_slice(&prefixed[1 << 20..]))
-        .await
-        .unwrap();
-    drop(chunks);
-    let response = response.await.unwrap().unwrap();
-    assert_eq!(response.status(), 200);
-    let (_, trailers) = {
-        let collected = response.into_body().collect().await.unwrap();
-        let trailers = collected.trailers().cloned().unwrap_or_default();
-        ((), trailers)
-    };
-    assert_eq!(trailers.get("grpc-status").unwrap(), "0");
+    let response = finish(chunks, &prefixed[1 << 20..], response).await;
+    let collected = response.into_body().collect().await.unwrap();
+    assert_eq!(
+        collected.trailers().unwrap().get("grpc-status").unwrap(),
+        "0"
+    );
     client.export(second).await.unwrap();
     c.stop().await;
 }
