@@ -94,6 +94,11 @@ async fn query_endpoints_match_golden_files() {
             400,
         ),
         (
+            "v1_search_limit_too_large",
+            format!("/api/traces?service=frontend&{V1_WINDOW}&limit=1501"),
+            400,
+        ),
+        (
             "v1_dependencies",
             "/api/dependencies?endTs=1700000001000&lookback=60000".into(),
             200,
@@ -151,6 +156,13 @@ async fn query_endpoints_match_golden_files() {
         (
             "v3_search_missing_time",
             "/api/v3/traces?query.service_name=frontend".into(),
+            400,
+        ),
+        (
+            "v3_search_depth_too_large",
+            format!(
+                "/api/v3/traces?query.service_name=frontend&query.search_depth=1501&{V3_WINDOW}"
+            ),
             400,
         ),
         (

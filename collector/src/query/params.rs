@@ -5,7 +5,7 @@
 use base64::Engine as _;
 
 use crate::model::{SpanKind, TraceId};
-use crate::store::{DEFAULT_SEARCH_LIMIT, TraceQuery};
+use crate::store::{DEFAULT_SEARCH_LIMIT, MAX_SEARCH_LIMIT, TraceQuery};
 
 /// v1 search looks back this far when `start` is missing (upstream default: 2 days).
 pub const DEFAULT_SEARCH_LOOKBACK_NS: u64 = 2 * 24 * 3600 * 1_000_000_000;
@@ -262,6 +262,12 @@ pub fn v1_search(params: &Params, now_ns: u64) -> Result<TraceQuery, ParamError>
         .map_or(DEFAULT_SEARCH_LIMIT, |l| {
             usize::try_from(l).unwrap_or(usize::MAX)
         });
+    if limit > MAX_SEARCH_LIMIT {
+        return Err(ParamError::Invalid {
+            name: "limit",
+            reason: above_max(limit),
+        });
+    }
     Ok(TraceQuery {
         service: Some(service.to_owned()),
         operation: params.get(&["operation"]).map(str::to_owned),
@@ -272,6 +278,11 @@ pub fn v1_search(params: &Params, now_ns: u64) -> Result<TraceQuery, ParamError>
         duration_max_ns: max,
         limit,
     })
+}
+
+/// Why a search limit is refused.
+fn above_max(limit: usize) -> String {
+    format!("{limit} traces is more than the {MAX_SEARCH_LIMIT} a search may return")
 }
 
 /// The api_v3 search parameters (`query.*`, camelCase or snake_case).
@@ -323,6 +334,12 @@ pub fn v3_search(params: &Params) -> Result<TraceQuery, ParamError> {
         .transpose()?
         .filter(|l| *l > 0)
         .unwrap_or(DEFAULT_SEARCH_LIMIT);
+    if limit > MAX_SEARCH_LIMIT {
+        return Err(ParamError::Malformed {
+            name: "query.search_depth",
+            reason: above_max(limit),
+        });
+    }
     Ok(TraceQuery {
         service: params
             .get(&["query.serviceName", "query.service_name"])
@@ -435,6 +452,12 @@ mod tests {
             "malformed 'tag' parameter, expecting key:value, received: novalue"
         );
         assert!(err("service=a&limit=x").starts_with("unable to parse param 'limit'"));
+        assert_eq!(
+            err("service=a&limit=1501"),
+            "unable to parse param 'limit': 1501 traces is more than the 1500 a search may return"
+        );
+        let at_max = v1_search(&Params::parse(Some("service=a&limit=1500")), now).unwrap();
+        assert_eq!(at_max.limit, MAX_SEARCH_LIMIT);
         assert!(err("service=a&minDuration=5").starts_with("unable to parse param 'minDuration'"));
         let q = v1_search(&Params::parse(Some("service=a")), now).unwrap();
         assert_eq!(q.start_max_ns, now);
@@ -459,6 +482,15 @@ mod tests {
         assert_eq!(q.duration_min_ns, Some(1_000_000));
         assert_eq!(q.limit, 3);
         assert_eq!(q.tags, vec![("k".to_owned(), "v".to_owned())]);
+        let deep = v3_search(&Params::parse(Some(
+            "query.start_time_min=1970-01-01T00:00:01Z&query.start_time_max=1970-01-01T00:00:02Z\
+             &query.search_depth=100000",
+        )))
+        .unwrap_err();
+        assert_eq!(
+            deep.to_string(),
+            "malformed parameter query.search_depth: 100000 traces is more than the 1500 a search may return"
+        );
         let err = v3_search(&Params::parse(Some("query.start_time_min=bad"))).unwrap_err();
         assert!(
             err.to_string()
