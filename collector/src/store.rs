@@ -22,9 +22,10 @@ use crate::model::{BatchView, DependencyLink, SpanBatch, SpanKind, Trace, TraceI
 /// Default number of traces a search returns.
 pub const DEFAULT_SEARCH_LIMIT: usize = 100;
 
-/// Most traces one search may ask for (Jaeger UI's default `search.maxLimit`). The query API
-/// answers a larger `limit` with a 400: a search decodes every trace it returns, so an
-/// unbounded limit would let one request hold a whole store's spans in memory.
+/// Most traces one search may ask for (Jaeger UI's default `search.maxLimit`), and most trace
+/// ids one v1 fetch may name. The query API answers more with a 400: a search decodes every
+/// trace it returns, so an unbounded limit would let one request hold a whole store's spans in
+/// memory.
 pub const MAX_SEARCH_LIMIT: usize = 1500;
 
 /// A failure of the storage engine.

@@ -285,6 +285,18 @@ fn above_max(limit: usize) -> String {
     format!("{limit} traces is more than the {MAX_SEARCH_LIMIT} a search may return")
 }
 
+/// The v1 repeated `traceID` parameters (at most [`MAX_SEARCH_LIMIT`]).
+pub fn v1_trace_ids(params: &Params) -> Result<Vec<TraceId>, ParamError> {
+    let count = params.all("traceID").count();
+    if count > MAX_SEARCH_LIMIT {
+        return Err(ParamError::Invalid {
+            name: "traceID",
+            reason: above_max(count),
+        });
+    }
+    params.all("traceID").map(parse_v1_trace_id).collect()
+}
+
 /// The api_v3 search parameters (`query.*`, camelCase or snake_case).
 pub fn v3_search(params: &Params) -> Result<TraceQuery, ParamError> {
     let time = |name: &'static str, camel: &str| -> Result<u64, ParamError> {
@@ -458,6 +470,15 @@ mod tests {
         );
         let at_max = v1_search(&Params::parse(Some("service=a&limit=1500")), now).unwrap();
         assert_eq!(at_max.limit, MAX_SEARCH_LIMIT);
+        let ids = |n: usize| {
+            let query: Vec<String> = (1..=n).map(|i| format!("traceID={i:x}")).collect();
+            v1_trace_ids(&Params::parse(Some(&query.join("&"))))
+        };
+        assert_eq!(ids(MAX_SEARCH_LIMIT).unwrap().len(), MAX_SEARCH_LIMIT);
+        assert_eq!(
+            ids(MAX_SEARCH_LIMIT + 1).unwrap_err().to_string(),
+            "unable to parse param 'traceID': 1501 traces is more than the 1500 a search may return"
+        );
         assert!(err("service=a&minDuration=5").starts_with("unable to parse param 'minDuration'"));
         let q = v1_search(&Params::parse(Some("service=a")), now).unwrap();
         assert_eq!(q.start_max_ns, now);

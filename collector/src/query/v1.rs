@@ -93,11 +93,8 @@ pub(super) async fn operations(State(state): State<QueryState>, RawQuery(q): Raw
 pub(super) async fn search(State(state): State<QueryState>, RawQuery(q): RawQuery) -> Response {
     let params = Params::parse(q.as_deref());
     let pretty = params.flag("prettyPrint");
-    let ids: Vec<&str> = params.all("traceID").collect();
-    if !ids.is_empty() {
-        let parsed: Result<Vec<TraceId>, ParamError> =
-            ids.iter().map(|t| params::parse_v1_trace_id(t)).collect();
-        let result = match parsed {
+    if params.all("traceID").next().is_some() {
+        let result = match params::v1_trace_ids(&params) {
             Ok(ids) => by_ids(&state, ids).await,
             Err(e) => Err(e.into()),
         };
