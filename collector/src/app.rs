@@ -174,11 +174,10 @@ pub async fn start_with_store(
     let worker = worker.with_forward(forward.as_ref().map(|f| Arc::clone(f.forwarder())));
     let probe = sender.probe();
     let worker = tokio::task::spawn_blocking(move || worker.run());
-    let ingest = Arc::new(Ingest::new(
-        sender,
-        Arc::clone(&metrics),
-        config.retry_after(),
-    ));
+    let ingest = Arc::new(
+        Ingest::new(sender, Arc::clone(&metrics), config.retry_after())
+            .with_decode_budget(c.receiver.max_in_flight_bytes),
+    );
     let ready = Arc::new(Readiness::default());
     let max_bytes = c.receiver.max_request_bytes;
 

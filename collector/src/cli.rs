@@ -22,6 +22,7 @@ Environment variables:
   TRACELIGHT_RECEIVER_GRPC_LISTEN          --otlp-grpc-listen
   TRACELIGHT_RECEIVER_HTTP_LISTEN          --otlp-http-listen
   TRACELIGHT_RECEIVER_MAX_REQUEST_BYTES    --max-request-bytes
+  TRACELIGHT_RECEIVER_MAX_IN_FLIGHT_BYTES  (file/env only) bytes of requests decoded at once [32 MiB]
   TRACELIGHT_PIPELINE_CAPACITY             --pipeline-capacity
   TRACELIGHT_PIPELINE_MAX_QUEUED_SPANS     --pipeline-max-spans
   TRACELIGHT_PIPELINE_RETRY_AFTER_SECONDS  (file/env only) retry delay suggested on overload

@@ -18,6 +18,8 @@
 //! grpc_listen = "127.0.0.1:4317" # use "0.0.0.0:4317" to accept spans from the whole cluster
 //! http_listen = "127.0.0.1:4318"
 //! max_request_bytes = 67108864   # also applies after decompression
+//! max_in_flight_bytes = 33554432 # bytes of all requests being read and decoded at once; past
+//!                                # it, 503/UNAVAILABLE with a retry delay
 //!
 //! [pipeline]
 //! capacity = 64                  # batches queued between receivers and store
@@ -62,7 +64,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::derived::{ServiceGraphConfig, SpanMetricsConfig};
 use crate::forward::config::{self as fwd, ForwardingConfig, Upstream, UpstreamConfig};
-use crate::receiver::limits::DEFAULT_MAX_REQUEST_BYTES;
+use crate::receiver::limits::{DECODE_BUDGET_BYTES, DEFAULT_MAX_REQUEST_BYTES};
 use crate::store::EmbeddedConfig;
 
 /// Environment variable naming the config file (the `--config` flag wins over it).
@@ -199,6 +201,10 @@ pub struct ReceiverConfig {
     pub http_listen: SocketAddr,
     /// Largest accepted request, in bytes, before and after decompression.
     pub max_request_bytes: usize,
+    /// Bytes of all requests being read, decompressed and decoded at once, across both
+    /// receivers (the decode budget, `receiver::limits`); past it, requests get 503 /
+    /// `UNAVAILABLE` with a retry delay. One request larger than this is admitted alone.
+    pub max_in_flight_bytes: usize,
 }
 
 impl Default for ReceiverConfig {
@@ -207,6 +213,7 @@ impl Default for ReceiverConfig {
             grpc_listen: addr(DEFAULT_GRPC_LISTEN),
             http_listen: addr(DEFAULT_HTTP_LISTEN),
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            max_in_flight_bytes: DECODE_BUDGET_BYTES,
         }
     }
 }
@@ -314,6 +321,8 @@ pub enum Setting {
     HttpListen,
     /// `receiver.max_request_bytes`.
     MaxRequestBytes,
+    /// `receiver.max_in_flight_bytes`.
+    MaxInFlightBytes,
     /// `pipeline.capacity`.
     PipelineCapacity,
     /// `pipeline.max_queued_spans`.
@@ -362,7 +371,7 @@ pub enum Setting {
 
 impl Setting {
     /// All settings.
-    pub const ALL: [Self; 31] = [
+    pub const ALL: [Self; 32] = [
         Self::StorageBackend,
         Self::DataDir,
         Self::MemoryMaxSpans,
@@ -372,6 +381,7 @@ impl Setting {
         Self::GrpcListen,
         Self::HttpListen,
         Self::MaxRequestBytes,
+        Self::MaxInFlightBytes,
         Self::PipelineCapacity,
         Self::PipelineMaxSpans,
         Self::RetryAfterSeconds,
@@ -408,6 +418,7 @@ impl Setting {
             Self::GrpcListen => "receiver.grpc_listen",
             Self::HttpListen => "receiver.http_listen",
             Self::MaxRequestBytes => "receiver.max_request_bytes",
+            Self::MaxInFlightBytes => "receiver.max_in_flight_bytes",
             Self::PipelineCapacity => "pipeline.capacity",
             Self::PipelineMaxSpans => "pipeline.max_queued_spans",
             Self::RetryAfterSeconds => "pipeline.retry_after_seconds",
@@ -464,6 +475,9 @@ impl Setting {
             Self::GrpcListen => config.receiver.grpc_listen = parse(self, raw, origin)?,
             Self::HttpListen => config.receiver.http_listen = parse(self, raw, origin)?,
             Self::MaxRequestBytes => config.receiver.max_request_bytes = parse(self, raw, origin)?,
+            Self::MaxInFlightBytes => {
+                config.receiver.max_in_flight_bytes = parse(self, raw, origin)?;
+            }
             Self::PipelineCapacity => config.pipeline.capacity = parse(self, raw, origin)?,
             Self::PipelineMaxSpans => config.pipeline.max_queued_spans = parse(self, raw, origin)?,
             Self::RetryAfterSeconds => {
@@ -683,6 +697,12 @@ impl Config {
             return Err(invalid(
                 Setting::MaxRequestBytes,
                 "must be between 1024 and 2147483648".to_owned(),
+            ));
+        }
+        if !((64 << 10)..=(1 << 40)).contains(&self.receiver.max_in_flight_bytes) {
+            return Err(invalid(
+                Setting::MaxInFlightBytes,
+                "must be between 65536 and 1099511627776".to_owned(),
             ));
         }
         if !(1..=100_000_000).contains(&self.pipeline.max_queued_spans) {

@@ -70,6 +70,14 @@ impl Ingest {
         }
     }
 
+    /// Replaces the decode budget with one of `bytes` (default
+    /// [`DECODE_BUDGET_BYTES`](limits::DECODE_BUDGET_BYTES)).
+    #[must_use]
+    pub fn with_decode_budget(mut self, bytes: usize) -> Self {
+        self.decode_budget = limits::DecodeBudget::new(bytes);
+        self
+    }
+
     /// The in-flight byte budget of request decodes, shared by both receivers.
     pub fn decode_budget(&self) -> &Arc<limits::DecodeBudget> {
         &self.decode_budget

@@ -113,6 +113,42 @@ fn errors_name_the_setting() {
 }
 
 #[test]
+fn the_in_flight_budget_defaults_to_32_mib_and_is_set_from_file_or_env() {
+    let v = Config::default().validate().unwrap();
+    assert_eq!(v.config().receiver.max_in_flight_bytes, 32 << 20);
+    let file = parse_file(
+        Path::new("c.toml"),
+        "[receiver]\nmax_in_flight_bytes = 1048576\n",
+    )
+    .unwrap();
+    assert_eq!(file.receiver.max_in_flight_bytes, 1 << 20);
+    let c = resolve(
+        None,
+        &env(&[("TRACELIGHT_RECEIVER_MAX_IN_FLIGHT_BYTES", "268435456")]),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.receiver.max_in_flight_bytes, 256 << 20);
+    let mut c = Config::default();
+    c.receiver.max_in_flight_bytes = 1000;
+    let e = c.validate().unwrap_err().to_string();
+    assert!(e.starts_with("receiver.max_in_flight_bytes"), "{e}");
+    let e = resolve(
+        None,
+        &env(&[("TRACELIGHT_RECEIVER_MAX_IN_FLIGHT_BYTES", "lots")]),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.starts_with(
+            "receiver.max_in_flight_bytes (from environment variable TRACELIGHT_RECEIVER_MAX_IN_FLIGHT_BYTES)"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
 fn derived_metrics_settings_parse_and_validate() {
     let c = resolve(
         None,

@@ -153,11 +153,12 @@ pub fn decompress(
     Ok(Bytes::from(out))
 }
 
-/// Decompressed request bytes that may be decoded and ingested at once, across connections and
-/// protocols. Decoded objects take several times their encoding, so this bounds the receivers'
-/// memory under many concurrent large requests; past it, requests get 503 / `UNAVAILABLE` with
-/// a retry delay. A request larger than the whole budget is admitted when nothing else is in
-/// flight, so it is never refused forever.
+/// Default of `receiver.max_in_flight_bytes`: request bytes that may be read, decompressed,
+/// decoded and ingested at once, across connections and protocols. Decoded objects take
+/// several times their encoding, so this bounds the receivers' memory under many concurrent
+/// large requests; past it, requests get 503 / `UNAVAILABLE` with a retry delay. A request
+/// larger than the whole budget is admitted when nothing else is in flight, so it is never
+/// refused forever.
 pub const DECODE_BUDGET_BYTES: usize = 32 << 20;
 
 /// Bodies at least this large are read (and encoded for the store) on a blocking thread, not
