@@ -226,15 +226,12 @@ where
                 .ok_or(ReadError::OverBudget)?;
             needed = Some((compressed, len, permit));
         }
-        if let Some((_, len, _)) = needed
-            && received.len() >= PREFIX_LEN + len
+        if let Some((compressed, len, permit)) =
+            needed.take_if(|(_, len, _)| received.len() >= PREFIX_LEN + *len)
         {
             let message = match joined {
                 Some(j) => j.freeze().slice(PREFIX_LEN..PREFIX_LEN + len),
                 None => first.slice(PREFIX_LEN..PREFIX_LEN + len),
-            };
-            let Some((compressed, _, permit)) = needed else {
-                unreachable!("checked above");
             };
             return Ok((compressed, message, permit));
         }
