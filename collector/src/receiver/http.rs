@@ -19,7 +19,7 @@ use http_body_util::BodyExt as _;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message as _;
 
-use super::limits::{BodyError, ContentEncoding, DecodePermit, decompress};
+use super::limits::{BodyError, ContentEncoding, DecodePermit, decompress, drain};
 use super::{Ingest, IngestError, json};
 use crate::metrics::{Protocol, RefusalReason};
 
@@ -155,7 +155,7 @@ async fn handle(state: &HttpState, headers: &HeaderMap, mut body: Body) -> Respo
     // comes), then the decompressed body before it is allocated.
     let declared = declared.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
     let Some(mut permit) = state.ingest.decode_budget().try_acquire(declared) else {
-        drain(&mut body, limit).await;
+        drain(std::pin::Pin::new(&mut body), limit).await;
         return over_budget();
     };
     let raw = match read_body(&mut body, limit, &mut permit).await {
@@ -164,7 +164,7 @@ async fn handle(state: &HttpState, headers: &HeaderMap, mut body: Body) -> Respo
             // Read to its end, keeping nothing, so that the client gets the answer rather
             // than a connection closed under its upload.
             drop(permit);
-            drain(&mut body, limit).await;
+            drain(std::pin::Pin::new(&mut body), limit).await;
             return over_budget();
         }
         Err(e) => return body_error(e),
@@ -230,19 +230,6 @@ async fn read_body(
         1 => chunks.swap_remove(0),
         _ => Bytes::from(chunks.concat()),
     })
-}
-
-/// Reads the rest of `body` without keeping it, up to `limit` bytes.
-async fn drain(body: &mut Body, limit: usize) {
-    let mut left = limit;
-    while let Some(Ok(frame)) = body.frame().await {
-        if let Some(data) = frame.data_ref() {
-            match left.checked_sub(data.len()) {
-                Some(l) => left = l,
-                None => return,
-            }
-        }
-    }
 }
 
 fn success_response(format: Format, response: &ExportTraceServiceResponse) -> Response {

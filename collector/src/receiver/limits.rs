@@ -11,8 +11,10 @@
 //! buffered first.
 
 use std::io::Read;
+use std::pin::Pin;
 
-use bytes::Bytes;
+use bytes::{Buf as _, Bytes};
+use http_body_util::BodyExt as _;
 
 /// Default maximum request size (before and after decompression): 64 MiB.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
@@ -242,6 +244,29 @@ impl Drop for DecodePermit {
         self.budget
             .in_flight
             .fetch_sub(self.bytes, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// Reads the rest of the body until its end (trailers included), giving up on a body error or
+/// after `max` more bytes (a client streaming data after its one message, or an upload refused
+/// for want of budget), so that the answer is not an early one; nothing of it is kept.
+pub(crate) async fn drain<B>(mut body: Pin<&mut B>, max: usize)
+where
+    B: hyper::body::Body,
+{
+    let mut left = max;
+    while !body.is_end_stream() {
+        match body.as_mut().frame().await {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    match left.checked_sub(data.remaining()) {
+                        Some(l) => left = l,
+                        None => return,
+                    }
+                }
+            }
+            None | Some(Err(_)) => return,
+        }
     }
 }
 

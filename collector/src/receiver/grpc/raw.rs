@@ -27,7 +27,9 @@ use prost::Message as _;
 use tonic::Status;
 
 use super::GrpcReceiver;
-use crate::receiver::limits::{self, BodyError, ContentEncoding, DecodeBudget, DecodePermit};
+use crate::receiver::limits::{
+    self, BodyError, ContentEncoding, DecodeBudget, DecodePermit, drain,
+};
 
 /// The gRPC method path served.
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
@@ -151,28 +153,6 @@ where
     match result {
         Ok(response) => ok_response(response.get_ref()),
         Err(status) => status.into_http(),
-    }
-}
-
-/// Reads the rest of the body until its end (trailers included), giving up on a body error or
-/// after `max` more bytes (a client streaming data after its one message).
-async fn drain<B>(mut body: Pin<&mut B>, max: usize)
-where
-    B: tonic::codegen::Body,
-{
-    let mut left = max;
-    while !body.is_end_stream() {
-        match body.as_mut().frame().await {
-            Some(Ok(frame)) => {
-                if let Some(data) = frame.data_ref() {
-                    match left.checked_sub(data.remaining()) {
-                        Some(l) => left = l,
-                        None => return,
-                    }
-                }
-            }
-            None | Some(Err(_)) => return,
-        }
     }
 }
 
