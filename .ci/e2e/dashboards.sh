@@ -69,13 +69,13 @@ wait_ok() { # url what pid
   wait_ready "$1" "$3" 60 || { echo "$2 did not become ready at $1" >&2; return 1; }
 }
 
-# --- collectors: A (what the dashboards look at) forwards to B -----------------------------------
+# --- collectors: A (what the dashboards look at; the default durable store) forwards to B -------
 "$collector_bin" --storage memory --data-dir "$work/b-data" \
   --otlp-grpc-listen "127.0.0.1:$b_grpc" --otlp-http-listen "127.0.0.1:$b_http" \
   --query-listen "127.0.0.1:$b_query" --admin-listen "127.0.0.1:$b_admin" \
   >"$work/collector-b.log" 2>&1 &
 pids+=($!); b_pid=$!
-"$collector_bin" --storage memory --data-dir "$work/a-data" \
+"$collector_bin" --data-dir "$work/a-data" \
   --otlp-grpc-listen "127.0.0.1:$a_grpc" --otlp-http-listen "127.0.0.1:$a_http" \
   --query-listen "127.0.0.1:$a_query" --admin-listen "127.0.0.1:$a_admin" \
   --forward "http://127.0.0.1:$b_grpc" \

@@ -27,6 +27,9 @@ pub const STORE_SPANS: &str = "tracelight_collector_store_spans";
 pub const STORE_TRACES: &str = "tracelight_collector_store_traces";
 /// Approximate bytes held by the store.
 pub const STORE_BYTES: &str = "tracelight_collector_store_bytes";
+/// Durable writes of the store's write-ahead log (group commits; each covers every batch
+/// queued meanwhile).
+pub const STORE_WAL_COMMITS: &str = "tracelight_collector_store_wal_commits_total";
 /// Batches waiting in the pipeline queue.
 pub const PIPELINE_QUEUED_BATCHES: &str = "tracelight_collector_pipeline_queued_batches";
 /// Export request latency, from body received to response.
@@ -308,6 +311,13 @@ impl Metrics {
         }
         header(
             &mut out,
+            STORE_WAL_COMMITS,
+            "counter",
+            "Durable writes of the store's write-ahead log; one covers every batch queued meanwhile (group commit).",
+        );
+        let _ = writeln!(out, "{STORE_WAL_COMMITS} {}", store.wal_commits);
+        header(
+            &mut out,
             INGEST_DURATION,
             "histogram",
             "Export request latency.",
@@ -359,6 +369,7 @@ mod tests {
                 spans: 5,
                 traces: 2,
                 bytes: 100,
+                wal_commits: 7,
             },
             1,
         );
@@ -367,6 +378,8 @@ mod tests {
             "tracelight_collector_spans_refused_total{protocol=\"http\",reason=\"invalid_span\"} 2"
         ));
         assert!(text.contains("tracelight_collector_store_spans 5"));
+        assert!(text.contains("# TYPE tracelight_collector_store_wal_commits_total counter"));
+        assert!(text.contains("tracelight_collector_store_wal_commits_total 7"));
         assert!(text.contains(
             "tracelight_collector_ingest_request_duration_seconds_bucket{protocol=\"grpc\",le=\"0.005\"} 1"
         ));

@@ -125,6 +125,9 @@ pub struct StoreStats {
     pub traces: u64,
     /// Approximate bytes held (memory for the memory store, disk for a durable one).
     pub bytes: u64,
+    /// Group commits of the write-ahead log since the store opened (0 for the memory store).
+    /// The batches written divided by this is how many batches one durable write covered.
+    pub wal_commits: u64,
 }
 
 /// A batch whose write work (encoding, summaries) was done ahead on the caller's thread by

@@ -46,6 +46,7 @@ fn catalogue() -> Vec<(&'static str, Kind, &'static str)> {
         (collector::STORE_SPANS, Gauge, "collector.json"),
         (collector::STORE_TRACES, Gauge, "collector.json"),
         (collector::STORE_BYTES, Gauge, "collector.json"),
+        (collector::STORE_WAL_COMMITS, Counter, "collector.json"),
         (collector::PIPELINE_QUEUED_BATCHES, Gauge, "collector.json"),
         (collector::INGEST_DURATION, Histogram, "collector.json"),
         (collector::STORE_WRITE_DURATION, Histogram, "collector.json"),

@@ -411,6 +411,7 @@ impl SpanStore for EmbeddedStore {
                     .map(|c| c.sum.traces.len() as u64)
                     .sum::<u64>(),
             bytes: st.disk_bytes(),
+            wal_commits: self.group_commits(),
         }
     }
 

@@ -229,6 +229,7 @@ impl SpanStore for MemoryStore {
             spans: inner.spans,
             traces: inner.traces.len() as u64,
             bytes: inner.bytes,
+            wal_commits: 0,
         }
     }
 
