@@ -37,6 +37,7 @@ pub mod derived;
 pub mod error;
 pub mod forward;
 pub mod group;
+mod intern;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;

@@ -13,7 +13,9 @@
 //! with `db.system` is a database edge at once (`server` = `db.name`/`db.namespace`, else the
 //! system).
 
+use std::borrow::Cow;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use hashbrown::HashMap;
 use hashbrown::hash_map::Entry;
@@ -26,7 +28,8 @@ use super::names::{
 };
 use super::series::{Histogram, LabelHasher, SeriesTable};
 use super::spanmetrics::service_of;
-use crate::model::{SpanId, SpanKind, SpanRef, SpanView, StatusCode, TraceId, ValueView};
+use crate::intern::Names;
+use crate::model::{SpanId, SpanKind, SpanRef, SpanView, StatusCode, TraceId};
 
 /// Attributes naming the peer of an unpaired CLIENT span, in order of preference.
 const PEER_ATTRIBUTES: [&str; 1] = ["peer.service"];
@@ -34,6 +37,12 @@ const PEER_ATTRIBUTES: [&str; 1] = ["peer.service"];
 const DB_NAME_ATTRIBUTES: [&str; 2] = ["db.name", "db.namespace"];
 /// The attribute that marks a CLIENT span as a database call.
 const DB_SYSTEM: &str = "db.system";
+/// Distinct service and peer names the halves share ([`Names`]); past it a name is copied
+/// per half.
+const MAX_NAMES: usize = 4096;
+/// Longest name the halves share (longer ones are copied per half): the table stays under
+/// ~1 MiB whatever the spans hold.
+const MAX_NAME_LEN: usize = 128;
 
 /// The `connection_type` of an edge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -55,8 +64,8 @@ impl Connection {
 
 #[derive(Debug)]
 struct EdgeKey {
-    client: Box<str>,
-    server: Box<str>,
+    client: Arc<str>,
+    server: Arc<str>,
     connection: Connection,
 }
 
@@ -84,23 +93,23 @@ impl Edge {
 /// One side of a pending edge.
 #[derive(Debug)]
 struct Half {
-    service: Box<str>,
+    service: Arc<str>,
     start_ns: u64,
     end_ns: u64,
     failed: bool,
     messaging: bool,
-    peer: Option<Box<str>>,
+    peer: Option<Arc<str>>,
 }
 
 impl Half {
-    fn of(span: &SpanView<'_>, service: &str, peer: Option<&str>) -> Self {
+    fn of(span: &SpanView<'_>, service: Arc<str>, peer: Option<Arc<str>>) -> Self {
         Self {
-            service: service.into(),
+            service,
             start_ns: span.start_ns,
             end_ns: span.end_ns,
             failed: span.status_code == StatusCode::Error,
             messaging: matches!(span.kind, SpanKind::Producer | SpanKind::Consumer),
-            peer: peer.map(Box::from),
+            peer,
         }
     }
 
@@ -133,6 +142,7 @@ pub(crate) struct ServiceGraph {
     limits: GraphLimits,
     pending: HashMap<(TraceId, SpanId), Pending>,
     edges: SeriesTable<EdgeKey, Edge>,
+    names: Names,
     unpaired: u64,
     dropped: u64,
 }
@@ -144,6 +154,7 @@ impl ServiceGraph {
             limits,
             pending: HashMap::new(),
             edges: SeriesTable::new(limits.max_series),
+            names: Names::new(MAX_NAMES, MAX_NAME_LEN),
             unpaired: 0,
             dropped: 0,
         }
@@ -159,7 +170,7 @@ impl ServiceGraph {
                 if span.kind == SpanKind::Client
                     && let Some(db) = database_of(span)
                 {
-                    let half = Half::of(span, service, None);
+                    let half = Half::of(span, self.names.get(service), None);
                     self.record(hasher, &half, None, &db, Connection::Database, now);
                     return;
                 }
@@ -180,7 +191,8 @@ impl ServiceGraph {
         let peer = is_client
             .then(|| attribute(span, &PEER_ATTRIBUTES))
             .flatten();
-        let half = Half::of(span, service, peer.as_deref());
+        let peer = peer.map(|p| self.names.get(&p));
+        let half = Half::of(span, self.names.get(service), peer);
         let deadline = now + self.limits.wait;
         // One lookup: the entry either waits for its other half or is taken out complete.
         let mut entry = match self.pending.entry(key) {
@@ -260,7 +272,7 @@ impl ServiceGraph {
             },
             || {
                 let key = EdgeKey {
-                    client: client.service.clone(),
+                    client: Arc::clone(&client.service),
                     server: server_name.into(),
                     connection,
                 };
@@ -295,7 +307,7 @@ impl ServiceGraph {
             match pending.client {
                 Some(client) if pending.server.is_none() => match &client.peer {
                     Some(peer) => {
-                        let peer = peer.clone();
+                        let peer = Arc::clone(peer);
                         self.record(hasher, &client, None, &peer, Connection::Direct, now);
                     }
                     None => self.unpaired += 1,
@@ -395,21 +407,18 @@ impl ServiceGraph {
 }
 
 /// The database a CLIENT span calls, if it is a database call.
-fn database_of(span: &SpanRef<'_, '_>) -> Option<String> {
+fn database_of<'s>(span: &SpanRef<'_, 's>) -> Option<Cow<'s, str>> {
     let system = attribute(span, &[DB_SYSTEM])?;
     Some(attribute(span, &DB_NAME_ATTRIBUTES).unwrap_or(system))
 }
 
 /// The first of `names` present as a non-empty span attribute, as a string.
-fn attribute(span: &SpanRef<'_, '_>, names: &[&str]) -> Option<String> {
+fn attribute<'s>(span: &SpanRef<'_, 's>, names: &[&str]) -> Option<Cow<'s, str>> {
     names.iter().find_map(|name| {
         span.attributes()
             .iter()
             .find(|kv| kv.key == *name)
-            .map(|kv| match kv.value {
-                ValueView::Str(s) => s.to_owned(),
-                ref other => other.to_search_string().into_owned(),
-            })
+            .map(|kv| kv.value.to_search_string())
             .filter(|v| !v.is_empty())
     })
 }
@@ -519,7 +528,7 @@ mod tests {
                 });
             let batch = BatchView::from_spans([&s]);
             let view = batch.spans().next().unwrap();
-            database_of(&view)
+            database_of(&view).map(Cow::into_owned)
         };
         let pg = ("db.system", "postgresql");
         assert_eq!(database(&[]), None);

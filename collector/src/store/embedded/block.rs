@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use super::chunk::{Chunk, Summary};
+use super::chunk::{Chunk, OpCount, Summary};
 use super::codec::{DecodeError, Reader, put_varint};
 use crate::model::same_str;
 use crate::model::{
@@ -379,7 +379,7 @@ pub(crate) struct BlockMeta {
     pub(crate) min_duration: u64,
     pub(crate) max_duration: u64,
     /// (service, operation, kind) → span count.
-    pub(crate) ops: Vec<(String, String, SpanKind, u64)>,
+    pub(crate) ops: Vec<OpCount>,
     pub(crate) trace_filter: Bloom,
     pub(crate) raw_len: u64,
     /// Whether the data is a sequence of parts (see [`parts`]).
@@ -450,8 +450,8 @@ impl BlockMeta {
         }
         let mut ops = Vec::new();
         for _ in 0..v[9].min(bytes.len() as u64) {
-            let service = r.string()?.to_owned();
-            let name = r.string()?.to_owned();
+            let service = r.string()?.into();
+            let name = r.string()?.into();
             let kind = SpanKind::from_otlp(i32::from(r.u8()?));
             ops.push((service, name, kind, r.varint()?));
         }

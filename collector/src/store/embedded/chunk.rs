@@ -6,14 +6,31 @@
 //! concatenating chunks and merging their summaries: no span is walked, allocated or freed a
 //! second time on the store's threads.
 
+use std::cell::RefCell;
+use std::sync::Arc;
+
 use super::block::tag_hashes;
 use super::codec::FxMap;
+use crate::intern::Names;
 use crate::model::{BatchView, Span, SpanKind, TraceId};
 use crate::store::TraceQuery;
 
 /// Distinct operations (service, span name, kind) a chunk's summary makes room for at first:
 /// the load generator's 100-span requests have ~10.
 const OPS_CAPACITY: usize = 32;
+/// Service and operation names each receiving thread shares between its chunks' summaries
+/// ([`Names`]), and the longest name shared: at most ~0.5 MiB per thread.
+const MAX_NAMES: usize = 4096;
+const MAX_NAME_LEN: usize = 128;
+
+thread_local! {
+    /// The names of this thread's summaries: a batch's operations are mostly the previous
+    /// batch's, so a summary costs no allocation for their names.
+    static NAMES: RefCell<Names> = RefCell::new(Names::new(MAX_NAMES, MAX_NAME_LEN));
+}
+
+/// `(service, operation, kind) → span count`.
+pub(crate) type OpCount = (Arc<str>, Arc<str>, SpanKind, u64);
 
 /// What queries and block summaries need to know about a chunk without decoding it.
 #[derive(Debug, Clone, Default)]
@@ -27,7 +44,7 @@ pub(crate) struct Summary {
     pub(crate) min_duration: u64,
     pub(crate) max_duration: u64,
     /// `(service, operation, kind) → span count`, sorted.
-    pub(crate) ops: Vec<(String, String, SpanKind, u64)>,
+    pub(crate) ops: Vec<OpCount>,
     /// Searchable tag hashes ([`tag_hashes`]), sorted and deduplicated.
     pub(crate) tags: Vec<u64>,
 }
@@ -66,10 +83,11 @@ impl Summary {
             min_duration = min_duration.min(s.duration_ns());
             max_duration = max_duration.max(s.duration_ns());
         }
-        let mut ops: Vec<_> = ops
-            .into_iter()
-            .map(|((svc, name, kind), n)| (svc.to_owned(), name.to_owned(), kind, n))
-            .collect();
+        let mut ops: Vec<OpCount> = NAMES.with_borrow_mut(|names| {
+            ops.into_iter()
+                .map(|((svc, name, kind), n)| (names.get(svc), names.get(name), kind, n))
+                .collect()
+        });
         ops.sort();
         Self {
             spans: u32::try_from(batch.len()).unwrap_or(u32::MAX),
@@ -91,7 +109,7 @@ impl Summary {
             min_duration: u64::MAX,
             ..Self::default()
         };
-        let mut ops: FxMap<(&str, &str, SpanKind), u64> = FxMap::default();
+        let mut ops: FxMap<(&Arc<str>, &Arc<str>, SpanKind), u64> = FxMap::default();
         for p in parts {
             out.spans = out.spans.saturating_add(p.spans);
             out.traces.extend_from_slice(&p.traces);
@@ -111,7 +129,7 @@ impl Summary {
         out.tags.dedup();
         out.ops = ops
             .into_iter()
-            .map(|((svc, name, kind), n)| (svc.to_owned(), name.to_owned(), kind, n))
+            .map(|((svc, name, kind), n)| (Arc::clone(svc), Arc::clone(name), kind, n))
             .collect();
         out.ops.sort();
         out
@@ -129,8 +147,8 @@ impl Summary {
             && self.max_duration >= dur_min
             && (q.service.is_none() && q.operation.is_none()
                 || self.ops.iter().any(|(svc, name, _, _)| {
-                    q.service.as_deref().is_none_or(|s| s == svc)
-                        && q.operation.as_deref().is_none_or(|o| o == name)
+                    q.service.as_deref().is_none_or(|s| s == &**svc)
+                        && q.operation.as_deref().is_none_or(|o| o == &**name)
                 }))
             && q.tags.iter().all(|(k, v)| {
                 self.tags

@@ -1,12 +1,17 @@
 //! Encoding spans into the shared format (see the parent module).
 
-use super::{FxMap, INTERN_MAX_LEN, MAX_VARINT, put_varint, varint_len, zigzag};
+use std::hash::Hasher as _;
+use std::ops::Range;
+
+use hashbrown::HashTable;
+
+use super::{FxHasher, FxMap, INTERN_MAX_LEN, MAX_VARINT, put_varint, varint_len, zigzag};
 #[cfg(test)]
 use crate::model::Span;
 use crate::model::same_str;
 use crate::model::{
-    AttrValue, BatchView, KvView, MAX_VALUE_DEPTH, SpanRef, TraceId, ValueView, nested_items,
-    nested_len,
+    AttrValue, BatchView, KvView, MAX_VALUE_DEPTH, SpanRef, SpanView, TraceId, ValueView,
+    nested_items, nested_len,
 };
 
 /// Encodes `spans` (any order) into one self-contained buffer.
@@ -25,7 +30,17 @@ pub(crate) fn encode_batch(batch: &BatchView<'_>) -> Vec<u8> {
 /// the spans by trace, so the chunk summary need not sort them again).
 pub(crate) fn encode_batch_traces<'s>(batch: &BatchView<'s>) -> (Vec<u8>, Vec<TraceId>) {
     let mut spans: Vec<SpanRef<'_, 's>> = batch.spans().collect();
-    spans.sort_by_key(|s| (s.trace_id, s.start_ns, s.span_id));
+    // Unstable (no scratch buffer, no allocation), yet in the stable order: the last key is
+    // where the span lies in the batch's one slice of spans, i.e. its arrival order, so that
+    // a span sent twice keeps its copies in the order they came (the first one wins on read).
+    spans.sort_unstable_by_key(|s| {
+        (
+            s.trace_id,
+            s.start_ns,
+            s.span_id,
+            std::ptr::from_ref::<SpanView<'s>>(s),
+        )
+    });
     let mut enc = Encoder::with_capacity(spans.len() * 2 + 16);
     let base = spans.iter().map(|s| s.start_ns).min().unwrap_or(0);
     // Room for ≈ 250 bytes a span, what the load generator's spans take with their strings,
@@ -47,7 +62,7 @@ pub(crate) fn encode_batch_traces<'s>(batch: &BatchView<'s>) -> (Vec<u8>, Vec<Tr
         body.extend_from_slice(&group_buf);
     }
     // Sized for everything below, so that the body is copied once and never again by a grow.
-    let tables: usize = enc.resources.iter().chain(&enc.scopes).map(Vec::len).sum();
+    let tables = enc.tables.len();
     let mut out = Vec::with_capacity(4 * MAX_VARINT + enc.strings_len + tables + body.len());
     put_varint(&mut out, base);
     put_varint(&mut out, enc.strings.len() as u64);
@@ -58,7 +73,7 @@ pub(crate) fn encode_batch_traces<'s>(batch: &BatchView<'s>) -> (Vec<u8>, Vec<Tr
     for table in [&enc.resources, &enc.scopes] {
         put_varint(&mut out, table.len() as u64);
         for item in table {
-            out.extend_from_slice(item);
+            out.extend_from_slice(&enc.tables[item.clone()]);
         }
     }
     out.extend_from_slice(&body);
@@ -74,9 +89,13 @@ struct Encoder<'s> {
     /// Table index of each resource (scope) of the batch, once encoded.
     resource_ids: Vec<Option<u32>>,
     scope_ids: Vec<Option<u32>>,
-    table_ids: FxMap<Vec<u8>, u32>,
-    resources: Vec<Vec<u8>>,
-    scopes: Vec<Vec<u8>>,
+    /// The encoded resource and scope table entries, one after the other, each once.
+    tables: Vec<u8>,
+    /// Where each resource's (scope's) entry lies in `tables`, by table index.
+    resources: Vec<Range<usize>>,
+    scopes: Vec<Range<usize>>,
+    /// The entries by content: (hash, scope table?, index).
+    table_ids: HashTable<(u64, bool, u32)>,
     /// The string last written at each slot and its id (see [`Encoder::string_at`]).
     recent: Vec<Option<(&'s str, u32)>>,
 }
@@ -85,9 +104,9 @@ struct Encoder<'s> {
 /// the span attributes by position.
 const SPAN_SLOTS: usize = 3;
 const RECENT_SLOTS: usize = SPAN_SLOTS + 64;
-/// Room for a resource's or scope's table entry (string ids and values, mostly under 64 bytes),
-/// so that building one does not regrow it byte by byte.
-const TABLE_ENTRY_BYTES: usize = 64;
+/// Room for a batch's resource and scope table entries (string ids and values, mostly under
+/// 64 bytes each), so that building them does not regrow the buffer byte by byte.
+const TABLE_BYTES: usize = 1024;
 
 impl<'s> Encoder<'s> {
     /// An encoder with room for `strings` distinct strings.
@@ -95,8 +114,9 @@ impl<'s> Encoder<'s> {
         Self {
             string_ids: FxMap::with_capacity_and_hasher(strings, Default::default()),
             strings: Vec::with_capacity(strings),
+            tables: Vec::with_capacity(TABLE_BYTES),
             // A batch's resources and scopes: a few of each.
-            table_ids: FxMap::with_capacity_and_hasher(8, Default::default()),
+            table_ids: HashTable::with_capacity(8),
             ..Self::default()
         }
     }
@@ -238,18 +258,33 @@ impl<'s> Encoder<'s> {
         }
     }
 
-    /// Interns an encoded table entry by content, returning its index.
-    fn table_entry(&mut self, bytes: Vec<u8>, scope: bool) -> u32 {
-        let table = if scope {
-            &mut self.scopes
-        } else {
-            &mut self.resources
-        };
-        let next = table.len() as u32;
-        *self.table_ids.entry(bytes).or_insert_with_key(|b| {
-            table.push(b.clone());
-            next
-        })
+    /// Interns the table entry encoded at `tables[start..]` by content, returning its index;
+    /// a repeated entry is taken out of `tables` again.
+    fn table_entry(&mut self, start: usize, scope: bool) -> u32 {
+        let Self {
+            tables,
+            resources,
+            scopes,
+            table_ids,
+            ..
+        } = self;
+        let entry = &tables[start..];
+        let mut h = FxHasher::default();
+        h.write(entry);
+        let hash = h.finish();
+        let ranges = |scope: bool| if scope { &*scopes } else { &*resources };
+        let found = table_ids.find(hash, |&(h, s, i)| {
+            h == hash && s == scope && tables[ranges(s)[i as usize].clone()] == *entry
+        });
+        if let Some(&(.., id)) = found {
+            tables.truncate(start);
+            return id;
+        }
+        let table = if scope { scopes } else { resources };
+        let id = table.len() as u32;
+        table.push(start..tables.len());
+        table_ids.insert_unique(hash, (hash, scope, id), |&(h, ..)| h);
+        id
     }
 
     fn resource(&mut self, batch: &BatchView<'s>, i: u32) -> u32 {
@@ -257,11 +292,13 @@ impl<'s> Encoder<'s> {
             return *id;
         }
         let r = batch.resource(i);
-        let mut b = Vec::with_capacity(TABLE_ENTRY_BYTES);
+        let mut b = std::mem::take(&mut self.tables);
+        let start = b.len();
         b.push(0u8);
         self.string(&mut b, r.service_name);
         self.kvs(&mut b, batch.resource_attributes(r));
-        let id = self.table_entry(b, false);
+        self.tables = b;
+        let id = self.table_entry(start, false);
         if self.resource_ids.len() <= i as usize {
             self.resource_ids.resize(i as usize + 1, None);
         }
@@ -274,12 +311,14 @@ impl<'s> Encoder<'s> {
             return *id;
         }
         let s = batch.scope(i);
-        let mut b = Vec::with_capacity(TABLE_ENTRY_BYTES);
+        let mut b = std::mem::take(&mut self.tables);
+        let start = b.len();
         b.push(1u8);
         self.string(&mut b, s.name);
         self.string(&mut b, s.version);
         self.kvs(&mut b, batch.scope_attributes(s));
-        let id = self.table_entry(b, true);
+        self.tables = b;
+        let id = self.table_entry(start, true);
         if self.scope_ids.len() <= i as usize {
             self.scope_ids.resize(i as usize + 1, None);
         }

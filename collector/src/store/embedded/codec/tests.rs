@@ -61,6 +61,97 @@ fn truncated_input_is_an_error_not_a_panic() {
     }
 }
 
+#[test]
+fn equal_resources_and_scopes_are_stored_once_and_decode_to_their_spans() {
+    let resource = |service: &str, zone: &str| {
+        Arc::new(Resource {
+            service_name: service.to_owned(),
+            attributes: vec![KeyValue {
+                key: "zone".to_owned(),
+                value: AttrValue::String(zone.to_owned()),
+            }],
+        })
+    };
+    let scope = |name: &str| {
+        Arc::new(Scope {
+            name: name.to_owned(),
+            ..Scope::default()
+        })
+    };
+    let span = |id: u8, resource: Arc<Resource>, scope: Arc<Scope>| Span {
+        trace_id: TraceId::from_bytes([1; 16]).unwrap(),
+        span_id: SpanId::from_bytes([id; 8]).unwrap(),
+        parent_span_id: None,
+        trace_state: String::new(),
+        flags: 1,
+        name: "op".to_owned(),
+        kind: SpanKind::Server,
+        start_ns: u64::from(id),
+        end_ns: 100,
+        attributes: vec![],
+        events: vec![],
+        links: vec![],
+        status: Status::default(),
+        resource,
+        scope,
+    };
+    // Two resources (and two scopes) of equal content but distinct allocations, as two
+    // `resource_spans` of one request give, and a third of other content.
+    let spans = [
+        span(1, resource("a", "eu"), scope("s")),
+        span(2, resource("a", "eu"), scope("s")),
+        span(3, resource("a", "us"), scope("t")),
+    ];
+    let buf = encode_spans(&spans);
+    let back = Decoded::new(&buf).unwrap().decode_all().unwrap();
+    assert_eq!(back, spans.to_vec());
+    assert!(Arc::ptr_eq(&back[0].resource, &back[1].resource));
+    assert!(Arc::ptr_eq(&back[0].scope, &back[1].scope));
+    assert!(!Arc::ptr_eq(&back[0].scope, &back[2].scope));
+}
+
+#[test]
+fn copies_of_a_span_keep_their_arrival_order() {
+    // A retried export can bring the same span again; readers keep the first copy, so the
+    // encoding must not reorder copies whose ids and start times are all equal.
+    let copy = |n: usize| Span {
+        trace_id: TraceId::from_bytes([(n % 3) as u8 + 1; 16]).unwrap(),
+        span_id: SpanId::from_bytes([7; 8]).unwrap(),
+        parent_span_id: None,
+        trace_state: String::new(),
+        flags: 1,
+        name: format!("copy-{n:02}"),
+        kind: SpanKind::Server,
+        start_ns: 1_000,
+        end_ns: 2_000,
+        attributes: vec![],
+        events: vec![],
+        links: vec![],
+        status: Status::default(),
+        resource: Arc::new(Resource {
+            service_name: "svc".to_owned(),
+            attributes: vec![],
+        }),
+        scope: Arc::new(Scope::default()),
+    };
+    let spans: Vec<Span> = (0..90).map(copy).collect();
+    let back = Decoded::new(&encode_spans(&spans))
+        .unwrap()
+        .decode_all()
+        .unwrap();
+    for trace in 1..=3u8 {
+        let names: Vec<&str> = back
+            .iter()
+            .filter(|s| s.trace_id.as_bytes()[0] == trace)
+            .map(|s| s.name.as_str())
+            .collect();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        assert_eq!(names.len(), 30);
+        assert_eq!(names, sorted, "trace {trace}");
+    }
+}
+
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
 
