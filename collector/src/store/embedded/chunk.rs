@@ -19,9 +19,11 @@ use crate::store::TraceQuery;
 /// the load generator's 100-span requests have ~10.
 const OPS_CAPACITY: usize = 32;
 /// Service and operation names each receiving thread shares between its chunks' summaries
-/// ([`Names`]), and the longest name shared: at most ~0.5 MiB per thread.
-const MAX_NAMES: usize = 4096;
-const MAX_NAME_LEN: usize = 128;
+/// ([`Names`]), and the longest name shared: ~100 KiB per thread at most. Requests of 1 MiB
+/// or more are summarised on blocking threads, as many as the decode budget admits at once
+/// (32 by default), so the bound stays small.
+const MAX_NAMES: usize = 1024;
+const MAX_NAME_LEN: usize = 64;
 
 thread_local! {
     /// The names of this thread's summaries: a batch's operations are mostly the previous
