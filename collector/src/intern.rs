@@ -1,9 +1,10 @@
 //! Shared copies of names that recur in almost every span (services, operations, peers), so
 //! that keeping one per span or per batch costs a reference count instead of an allocation.
 //!
-//! The table is bounded: names past [`Names::new`]'s count or length limits are still
-//! returned, copied for the caller alone, so crafted spans with endless distinct names cost
-//! what they did without the table and never grow it.
+//! A table fed from spans is bounded: names past [`Names::new`]'s count or length limits are
+//! still returned, copied for the caller alone, so crafted spans with endless distinct names
+//! cost what they did without the table and never grow it. [`Names::default`] keeps every
+//! name, for a set bounded elsewhere (the store's operations).
 
 use std::sync::Arc;
 
@@ -15,6 +16,13 @@ pub(crate) struct Names {
     set: HashSet<Arc<str>>,
     max: usize,
     max_len: usize,
+}
+
+impl Default for Names {
+    /// A table keeping every name it is given.
+    fn default() -> Self {
+        Self::new(usize::MAX, usize::MAX)
+    }
 }
 
 impl Names {

@@ -14,6 +14,7 @@ use super::chunk::{Chunk, Summary};
 use super::codec::FxMap;
 use super::filter::{LINE_BYTES, line_may_contain, line_of};
 use super::record::{Part, PartError};
+use crate::intern::Names;
 use crate::model::SpanKind;
 use crate::store::{Operation, StoreError};
 
@@ -76,24 +77,16 @@ pub(crate) struct State {
     ops: Vec<OpKey>,
     op_ids: FxMap<OpKey, u32>,
     op_counts: Vec<u64>,
-    names: FxMap<Arc<str>, ()>,
+    /// Every service and operation name, once (as many as the operations).
+    names: Names,
 }
 
 impl State {
-    fn intern(&mut self, s: &str) -> Arc<str> {
-        if let Some((k, ())) = self.names.get_key_value(s) {
-            return Arc::clone(k);
-        }
-        let k: Arc<str> = Arc::from(s);
-        self.names.insert(Arc::clone(&k), ());
-        k
-    }
-
     /// The id of an operation, adding it when new.
     pub(crate) fn op_id(&mut self, service: &str, name: &str, kind: SpanKind) -> u32 {
         let key = OpKey {
-            service: self.intern(service),
-            name: self.intern(name),
+            service: self.names.get(service),
+            name: self.names.get(name),
             kind,
         };
         if let Some(id) = self.op_ids.get(&key) {

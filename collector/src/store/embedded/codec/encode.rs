@@ -258,9 +258,15 @@ impl<'s> Encoder<'s> {
         }
     }
 
-    /// Interns the table entry encoded at `tables[start..]` by content, returning its index;
-    /// a repeated entry is taken out of `tables` again.
-    fn table_entry(&mut self, start: usize, scope: bool) -> u32 {
+    /// Encodes a resource (`scope` false) or scope table entry with `write` at the end of
+    /// `tables`, after its kind byte, and interns it by content, returning its index; a
+    /// repeated entry is taken out of `tables` again.
+    fn table_entry(&mut self, scope: bool, write: impl FnOnce(&mut Self, &mut Vec<u8>)) -> u32 {
+        let mut b = std::mem::take(&mut self.tables);
+        let start = b.len();
+        b.push(u8::from(scope));
+        write(self, &mut b);
+        self.tables = b;
         let Self {
             tables,
             resources,
@@ -292,13 +298,10 @@ impl<'s> Encoder<'s> {
             return *id;
         }
         let r = batch.resource(i);
-        let mut b = std::mem::take(&mut self.tables);
-        let start = b.len();
-        b.push(0u8);
-        self.string(&mut b, r.service_name);
-        self.kvs(&mut b, batch.resource_attributes(r));
-        self.tables = b;
-        let id = self.table_entry(start, false);
+        let id = self.table_entry(false, |enc, b| {
+            enc.string(b, r.service_name);
+            enc.kvs(b, batch.resource_attributes(r));
+        });
         if self.resource_ids.len() <= i as usize {
             self.resource_ids.resize(i as usize + 1, None);
         }
@@ -311,14 +314,11 @@ impl<'s> Encoder<'s> {
             return *id;
         }
         let s = batch.scope(i);
-        let mut b = std::mem::take(&mut self.tables);
-        let start = b.len();
-        b.push(1u8);
-        self.string(&mut b, s.name);
-        self.string(&mut b, s.version);
-        self.kvs(&mut b, batch.scope_attributes(s));
-        self.tables = b;
-        let id = self.table_entry(start, true);
+        let id = self.table_entry(true, |enc, b| {
+            enc.string(b, s.name);
+            enc.string(b, s.version);
+            enc.kvs(b, batch.scope_attributes(s));
+        });
         if self.scope_ids.len() <= i as usize {
             self.scope_ids.resize(i as usize + 1, None);
         }
