@@ -61,6 +61,7 @@ mod prescan;
 mod query;
 mod record;
 mod state;
+mod tags;
 mod writer;
 
 #[cfg(test)]

@@ -2,18 +2,16 @@
 //!
 //! The summary (record meta) holds the WAL sequence covered, time and duration ranges, the
 //! (service, operation, kind) counts and a Bloom filter of the trace ids; the record's aux part
-//! holds a Bloom filter of the searchable `key=value` tags (format 3: cache-line blocked, probed
-//! one 64-byte line at a time, see [`super::filter`]). A false positive only costs decoding one
+//! holds a Bloom filter of the searchable `key=value` tags (formats 3 and 4: cache-line blocked,
+//! probed one 64-byte line at a time, see [`super::filter`]; their hashes: [`super::tags`]). A false positive only costs decoding one
 //! block.
 
 use std::sync::Arc;
 
 use super::chunk::{Chunk, OpCount, Summary};
 use super::codec::{DecodeError, Reader, put_varint};
-use crate::model::same_str;
-use crate::model::{
-    BatchView, KvView, ScopeView, SpanKind, SpanRef, StatusCode, TraceId, ValueView,
-};
+use super::tags::TagHash;
+use crate::model::{SpanKind, TraceId};
 
 /// Block format version stored in the summary: 1 = the data is one encoding of all the spans,
 /// sorted by trace id (written before chunked sealing; still read).
@@ -23,6 +21,9 @@ const VERSION_PARTS: u8 = 2;
 /// 3 = as 2, and the tag filter is cache-line blocked ([`super::filter`]) instead of a plain
 /// Bloom filter read whole.
 const VERSION_LINES: u8 = 3;
+/// 4 = as 3, and the tags in the tag filter are hashed with [`TagHash::Rapid`] instead of
+/// [`TagHash::Mix`].
+const VERSION_RAPID_TAGS: u8 = 4;
 /// Hashes per trace id in the trace filter of format-1 blocks (16 bits per trace: about
 /// 0.05 % false positives, i.e. ~1.2 needless block reads per lookup at 10 M spans).
 const TRACE_K_V1: u32 = 8;
@@ -50,7 +51,8 @@ pub(crate) fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-fn hash_bytes(seed: u64, bytes: &[u8]) -> u64 {
+/// The hash of trace ids and of [`TagHash::Mix`] tags.
+pub(crate) fn hash_bytes(seed: u64, bytes: &[u8]) -> u64 {
     let mut h = mix(seed ^ bytes.len() as u64);
     let mut chunks = bytes.chunks_exact(8);
     for c in &mut chunks {
@@ -61,11 +63,6 @@ fn hash_bytes(seed: u64, bytes: &[u8]) -> u64 {
     let mut w = [0u8; 8];
     w[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
     mix(h ^ u64::from_le_bytes(w) ^ 0x9e37_79b9_7f4a_7c15)
-}
-
-/// Hash of a search tag.
-pub(crate) fn tag_hash(key: &str, value: &str) -> u64 {
-    hash_bytes(hash_bytes(1, key.as_bytes()), value.as_bytes())
 }
 
 /// Hash of a trace id.
@@ -178,191 +175,9 @@ impl TagFilter {
         self.0.heap_bytes()
     }
 
-    /// Whether the block may hold the tag of hash `h` ([`tag_hash`]).
+    /// Whether the block may hold the tag of hash `h` ([`TagHash::Mix`]).
     pub(crate) fn may_contain(&self, h: u64) -> bool {
         self.0.contains(h, TAG_K)
-    }
-}
-
-/// Calls `f` with every `key=value` pair that [`Span::matches_tag`](crate::model::Span::matches_tag) can match.
-///
-/// A span attribute equal to the one at the same position of the previous span (of the
-/// same `keys`) is skipped: it was given then, and the caller collects a set. So is a kind or
-/// status pair already given for an earlier span.
-///
-/// Must stay in step with `Span::matches_tag`: a pair missing here makes the search skip
-/// blocks it should read (the model test catches that).
-fn for_each_own_tag<'s>(
-    batch: &BatchView<'s>,
-    span: &SpanRef<'_, 's>,
-    keys: &mut KeyHashes<'s>,
-    f: &mut impl FnMut(u64),
-) {
-    for (i, kv) in span.attributes().iter().enumerate() {
-        let Some(kh) = keys.get(i, kv.key, &kv.value) else {
-            continue; // the previous span had the same pair here: already given
-        };
-        match kv.value {
-            ValueView::Str(s) => f(hash_bytes(kh, s.as_bytes())),
-            ValueView::Int(i) => {
-                let mut buf = [0u8; 20];
-                f(hash_bytes(kh, int_str(i, &mut buf).as_bytes()));
-            }
-            ValueView::Bool(b) => f(hash_bytes(kh, if b { b"true" } else { b"false" })),
-            ref other => f(tag_hash(kv.key, &other.to_search_string())),
-        }
-    }
-    for e in span.events() {
-        for_each_kv(batch.event_attributes(e), f);
-    }
-    if let Some(kind) = span.kind.jaeger_name()
-        && keys.first_time(span.kind as u16)
-    {
-        f(tag_hash("span.kind", kind));
-    }
-    match span.status_code {
-        StatusCode::Error if keys.first_time(GIVEN_ERROR) => {
-            f(tag_hash("error", "true"));
-            f(tag_hash("otel.status_code", "ERROR"));
-        }
-        StatusCode::Ok if keys.first_time(GIVEN_OK) => f(tag_hash("otel.status_code", "OK")),
-        _ => {}
-    }
-    if !span.status_message.is_empty() {
-        f(tag_hash("otel.status_description", span.status_message));
-    }
-}
-
-/// `hash_bytes(1, key)` of span attribute keys, cached by position, with the scalar value
-/// last seen there: neighbouring spans mostly have the same keys in the same order, and
-/// often the same values (method, status, port, user agent), whose pair was given already.
-/// Also the span kinds and statuses whose pairs were given (bits: the kind's number, then
-/// [`GIVEN_ERROR`] and [`GIVEN_OK`]).
-#[derive(Default)]
-struct KeyHashes<'s> {
-    slots: Vec<Option<KeySlot<'s>>>,
-    given: u32,
-}
-
-/// Bits of [`KeyHashes::first_time`] for the statuses (above the span kinds' numbers).
-const GIVEN_ERROR: u16 = 16;
-const GIVEN_OK: u16 = 17;
-
-struct KeySlot<'s> {
-    key: &'s str,
-    hash: u64,
-    value: Option<Scalar<'s>>,
-}
-
-/// A value whose equality is cheap to check.
-#[derive(Clone, Copy)]
-enum Scalar<'s> {
-    Str(&'s str),
-    Int(i64),
-    Bool(bool),
-}
-
-impl<'s> Scalar<'s> {
-    fn of(v: &ValueView<'s>) -> Option<Self> {
-        match *v {
-            ValueView::Str(s) => Some(Self::Str(s)),
-            ValueView::Int(i) => Some(Self::Int(i)),
-            ValueView::Bool(b) => Some(Self::Bool(b)),
-            _ => None,
-        }
-    }
-
-    fn same(self, other: Self) -> bool {
-        match (self, other) {
-            (Self::Str(a), Self::Str(b)) => same_str(a, b),
-            (Self::Int(a), Self::Int(b)) => a == b,
-            (Self::Bool(a), Self::Bool(b)) => a == b,
-            _ => false,
-        }
-    }
-}
-
-/// Positions cached (attributes beyond are hashed every time).
-const KEY_SLOTS: usize = 64;
-
-impl<'s> KeyHashes<'s> {
-    /// Whether `bit` (a span kind's number, [`GIVEN_ERROR`] or [`GIVEN_OK`]) is seen for the
-    /// first time; it is seen from now on.
-    fn first_time(&mut self, bit: u16) -> bool {
-        let mask = 1u32 << (bit % 32);
-        let first = self.given & mask == 0;
-        self.given |= mask;
-        first
-    }
-
-    /// The key's hash, or `None` when the pair at `slot` is the one given there last.
-    fn get(&mut self, slot: usize, key: &'s str, value: &ValueView<'s>) -> Option<u64> {
-        let scalar = Scalar::of(value);
-        if let Some(Some(cached)) = self.slots.get_mut(slot)
-            && same_str(cached.key, key)
-        {
-            if let (Some(last), Some(now)) = (cached.value, scalar)
-                && last.same(now)
-            {
-                return None;
-            }
-            cached.value = scalar;
-            return Some(cached.hash);
-        }
-        let hash = hash_bytes(1, key.as_bytes());
-        if slot < KEY_SLOTS {
-            if self.slots.len() <= slot {
-                self.slots.resize_with(slot + 1, || None);
-            }
-            self.slots[slot] = Some(KeySlot {
-                key,
-                hash,
-                value: scalar,
-            });
-        }
-        Some(hash)
-    }
-}
-
-fn for_each_kv(list: &[KvView<'_>], f: &mut impl FnMut(u64)) {
-    for kv in list {
-        match kv.value {
-            ValueView::Str(s) => f(tag_hash(kv.key, s)),
-            ValueView::Int(i) => {
-                let mut buf = [0u8; 20];
-                f(tag_hash(kv.key, int_str(i, &mut buf)));
-            }
-            ValueView::Bool(b) => f(tag_hash(kv.key, if b { "true" } else { "false" })),
-            ref other => f(tag_hash(kv.key, &other.to_search_string())),
-        }
-    }
-}
-
-/// `i.to_string()` without allocating.
-fn int_str(i: i64, buf: &mut [u8; 20]) -> &str {
-    let mut n = i.unsigned_abs();
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    if i < 0 {
-        at -= 1;
-        buf[at] = b'-';
-    }
-    std::str::from_utf8(&buf[at..]).unwrap_or_default()
-}
-
-fn scope_tags(scope: &ScopeView<'_>, f: &mut impl FnMut(u64)) {
-    if !scope.name.is_empty() {
-        f(tag_hash("otel.scope.name", scope.name));
-    }
-    if !scope.version.is_empty() {
-        f(tag_hash("otel.scope.version", scope.version));
     }
 }
 
@@ -384,8 +199,10 @@ pub(crate) struct BlockMeta {
     pub(crate) raw_len: u64,
     /// Whether the data is a sequence of parts (see [`parts`]).
     pub(crate) parts: bool,
-    /// Whether the tag filter is cache-line blocked ([`super::filter`], format 3).
+    /// Whether the tag filter is cache-line blocked ([`super::filter`], formats 3 and 4).
     pub(crate) line_filter: bool,
+    /// The function the tag filter's tags were hashed with (format 4: rapidhash).
+    pub(crate) tag_hash: TagHash,
 }
 
 impl BlockMeta {
@@ -400,10 +217,13 @@ impl BlockMeta {
     }
 
     fn write(&self) -> Vec<u8> {
-        let mut out = vec![match (self.line_filter, self.parts) {
-            (true, _) => VERSION_LINES,
-            (false, true) => VERSION_PARTS,
-            (false, false) => VERSION_SINGLE,
+        // Only `build_format` makes summaries to write, and its formats pair rapidhash with
+        // the line-blocked filter.
+        let mut out = vec![match (self.line_filter, self.parts, self.tag_hash) {
+            (true, _, TagHash::Rapid) => VERSION_RAPID_TAGS,
+            (true, _, TagHash::Mix) => VERSION_LINES,
+            (false, true, _) => VERSION_PARTS,
+            (false, false, _) => VERSION_SINGLE,
         }];
         for v in [
             self.seq_max,
@@ -434,10 +254,11 @@ impl BlockMeta {
 
     pub(crate) fn parse(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
-        let (parts, line_filter) = match r.u8()? {
-            VERSION_SINGLE => (false, false),
-            VERSION_PARTS => (true, false),
-            VERSION_LINES => (true, true),
+        let (parts, line_filter, tag_hash) = match r.u8()? {
+            VERSION_SINGLE => (false, false, TagHash::Mix),
+            VERSION_PARTS => (true, false, TagHash::Mix),
+            VERSION_LINES => (true, true, TagHash::Mix),
+            VERSION_RAPID_TAGS => (true, true, TagHash::Rapid),
             _ => return Err(DecodeError("unknown block version")),
         };
         let mut v = [0u64; 10];
@@ -477,6 +298,7 @@ impl BlockMeta {
             trace_filter,
             parts,
             line_filter,
+            tag_hash,
         })
     }
 }
@@ -488,92 +310,6 @@ pub(crate) struct BuiltBlock {
     pub(crate) meta_bytes: Vec<u8>,
     pub(crate) tag_filter: Vec<u8>,
     pub(crate) data: Vec<u8>,
-}
-
-/// The sorted, deduplicated hashes of every searchable tag of `spans` (see [`TagFilter`]).
-///
-/// Computed by `write_batch` on the caller's thread, while the spans are still in its cache,
-/// and merged per block.
-pub(crate) fn tag_hashes(batch: &BatchView<'_>) -> Vec<u64> {
-    // At most one hash per attribute and a few per span (name, kind, status), before dedup.
-    let mut tags: Vec<u64> = Vec::with_capacity(batch.attribute_count() + batch.len() * 4);
-    let mut keys = KeyHashes::default();
-    let mut push = |h| tags.push(h);
-    let mut resource_seen = vec![false; batch.resources().len()];
-    let mut scope_seen = vec![false; batch.scopes().len()];
-    for s in batch.spans() {
-        for_each_own_tag(batch, &s, &mut keys, &mut push);
-        if let Some(seen) = resource_seen.get_mut(s.resource_index() as usize)
-            && !std::mem::replace(seen, true)
-        {
-            for_each_kv(batch.resource_attributes(s.resource()), &mut push);
-        }
-        if let Some(seen) = scope_seen.get_mut(s.scope_index() as usize)
-            && !std::mem::replace(seen, true)
-        {
-            scope_tags(s.scope(), &mut push);
-        }
-    }
-    sorted_distinct(tags)
-}
-
-/// `hashes` sorted, without duplicates (what `sort_unstable` then `dedup` give).
-///
-/// The duplicates are dropped first, through a table indexed by the hashes' top bits (they
-/// are well mixed already, so one probe mostly does), and only the distinct hashes are
-/// sorted: a 100-span chunk of the load generator's gives ~680 tag hashes of which ~280 are
-/// distinct (Callgrind: 59 k instructions sorting them all, 52 k with the table, whose
-/// clearing Callgrind counts per byte). Not for a block's merged chunk lists: few of their
-/// hashes repeat (mostly unique URLs and ids), so the table would only add.
-fn sorted_distinct(mut hashes: Vec<u64>) -> Vec<u64> {
-    /// Below this, sorting everything costs less than clearing a table.
-    const SMALL: usize = 32;
-    if hashes.len() < SMALL {
-        hashes.sort_unstable();
-        hashes.dedup();
-        return hashes;
-    }
-    // At least twice as many slots as hashes: a quarter to a half of them in use.
-    let bits = (hashes.len() * 2).next_power_of_two().trailing_zeros();
-    let mask = (1usize << bits) - 1;
-    // 0 marks a free slot; a hash that is 0 is remembered apart.
-    let mut table = vec![0u64; 1 << bits];
-    let mut zero_seen = false;
-    // Hashes of crafted attributes could share their top bits and make the probes quadratic:
-    // past this many, the rest is left to the sort.
-    let mut probes_left = hashes.len() * 4;
-    let mut kept = 0;
-    let mut i = 0;
-    while i < hashes.len() && probes_left > 0 {
-        let h = hashes[i];
-        let new = if h == 0 {
-            !std::mem::replace(&mut zero_seen, true)
-        } else {
-            let mut slot = (h >> (64 - bits)) as usize;
-            loop {
-                probes_left = probes_left.saturating_sub(1);
-                match table[slot] {
-                    0 => {
-                        table[slot] = h;
-                        break true;
-                    }
-                    t if t == h => break false,
-                    _ => slot = (slot + 1) & mask,
-                }
-            }
-        };
-        if new {
-            hashes[kept] = h;
-            kept += 1;
-        }
-        i += 1;
-    }
-    // The first `kept` are the distinct ones of the first `i`; the rest, not looked at if the
-    // probes ran out, may repeat them.
-    hashes.drain(kept..i);
-    hashes.sort_unstable();
-    hashes.dedup();
-    hashes
 }
 
 /// The encodings held by a block's decompressed data: one per part (format 2) or the whole
@@ -599,17 +335,44 @@ pub(crate) fn build(
     seq_max: u64,
     compressor: &mut zstd::bulk::Compressor<'_>,
 ) -> std::io::Result<BuiltBlock> {
-    build_format(chunks, seq_max, compressor, true)
+    build_format(chunks, seq_max, compressor, Format::RapidTags)
 }
 
-/// [`build`] in format 3 (`line_filter`) or in format 2 (a plain tag filter: what earlier
-/// versions wrote; kept so that tests can check such blocks are still read).
+/// The block formats that [`build_format`] writes: the current one, and those that earlier
+/// versions wrote, so that tests can check such blocks are still read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// Format 2: a plain Bloom filter of [`TagHash::Mix`] tags.
+    Plain,
+    /// Format 3: a line-blocked filter of [`TagHash::Mix`] tags.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "only tests write format-3 blocks")
+    )]
+    Lines,
+    /// Format 4: a line-blocked filter of [`TagHash::Rapid`] tags.
+    RapidTags,
+}
+
+impl Format {
+    /// The function the chunks' tag hashes must have been computed with.
+    pub(crate) fn tag_hash(self) -> TagHash {
+        match self {
+            Self::Plain | Self::Lines => TagHash::Mix,
+            Self::RapidTags => TagHash::Rapid,
+        }
+    }
+}
+
+/// [`build`] in `format`; the chunks' summaries must hold tags hashed with
+/// [`Format::tag_hash`].
 pub(crate) fn build_format(
     chunks: &[Arc<Chunk>],
     seq_max: u64,
     compressor: &mut zstd::bulk::Compressor<'_>,
-    line_filter: bool,
+    format: Format,
 ) -> std::io::Result<BuiltBlock> {
+    let line_filter = format != Format::Plain;
     let mut raw = Vec::with_capacity(chunks.iter().map(|c| c.data.len() + 5).sum());
     for c in chunks {
         put_varint(&mut raw, c.data.len() as u64);
@@ -636,6 +399,7 @@ pub(crate) fn build_format(
         raw_len: raw.len() as u64,
         parts: true,
         line_filter,
+        tag_hash: format.tag_hash(),
     };
     let tag_filter = if line_filter {
         super::filter::build(&sum.tags)
@@ -654,34 +418,8 @@ pub(crate) fn build_format(
 
 #[cfg(test)]
 mod tests {
-    use proptest::prelude::*;
-
     use super::*;
-
-    proptest! {
-        #[test]
-        fn sorted_distinct_sorts_and_dedups(
-            // Few distinct values (many repeats), zeros and the largest value included.
-            small in proptest::collection::vec(prop_oneof![Just(0u64), Just(u64::MAX), 0u64..50], 0..300),
-            spread in proptest::collection::vec(any::<u64>(), 0..3000),
-            repeats in 1usize..4,
-        ) {
-            for input in [small, spread.iter().copied().cycle().take(spread.len() * repeats).collect()] {
-                let mut want = input.clone();
-                want.sort_unstable();
-                want.dedup();
-                prop_assert_eq!(sorted_distinct(input), want);
-            }
-        }
-    }
-
-    #[test]
-    fn int_str_matches_to_string() {
-        for i in [0i64, 7, -7, 500, i64::MIN, i64::MAX] {
-            let mut buf = [0u8; 20];
-            assert_eq!(int_str(i, &mut buf), i.to_string());
-        }
-    }
+    use crate::store::embedded::tags::tag_hash;
 
     #[test]
     fn blocked_trace_filter_has_no_false_negatives_and_few_false_positives() {
@@ -695,83 +433,6 @@ mod tests {
         // ~0.0015 % expected: ~15.
         assert!(fp < 100, "false positives {fp}");
         assert!(!Bloom::default().contains_blocked(1, TRACE_K_LINES));
-    }
-
-    #[test]
-    fn tag_hashes_cover_every_attribute_pair_once_also_when_neighbours_repeat_them() {
-        use crate::model::{
-            AttrValue, KeyValue, Resource, Span, SpanId, SpanKind, Status, TraceId,
-        };
-        let kv = |k: &str, v: AttrValue| KeyValue {
-            key: k.to_owned(),
-            value: v,
-        };
-        // Neighbours repeat some pairs at the same position, change others, and change keys.
-        let spans: Vec<Span> = (0..12u8)
-            .map(|i| {
-                let mut attributes = vec![
-                    kv("http.method", AttrValue::String("GET".to_owned())),
-                    kv("status", AttrValue::Int(if i % 4 == 0 { 500 } else { 200 })),
-                    kv("ok", AttrValue::Bool(i % 3 == 0)),
-                    kv("user", AttrValue::String(format!("u{}", i / 2))),
-                    kv("ratio", AttrValue::Double(0.5)),
-                ];
-                if i % 2 == 0 {
-                    attributes.swap(0, 3);
-                }
-                Span {
-                    trace_id: TraceId::from_bytes([i + 1; 16]).unwrap(),
-                    span_id: SpanId::from_bytes([i + 1; 8]).unwrap(),
-                    parent_span_id: None,
-                    trace_state: String::new(),
-                    flags: 1,
-                    name: "op".to_owned(),
-                    // Kinds and statuses repeat too, not only at neighbours.
-                    kind: [SpanKind::Internal, SpanKind::Server, SpanKind::Client]
-                        [usize::from(i % 3)],
-                    start_ns: 1,
-                    end_ns: 2,
-                    attributes,
-                    events: vec![],
-                    links: vec![],
-                    status: Status {
-                        code: match i % 5 {
-                            0 => StatusCode::Error,
-                            1 | 3 => StatusCode::Ok,
-                            _ => StatusCode::Unset,
-                        },
-                        message: String::new(),
-                    },
-                    resource: Arc::new(Resource {
-                        service_name: "svc".to_owned(),
-                        attributes: vec![],
-                    }),
-                    scope: Arc::default(),
-                }
-            })
-            .collect();
-        let got = tag_hashes(&BatchView::from_spans(&spans));
-        let mut want: Vec<u64> = spans
-            .iter()
-            .flat_map(|s| &s.attributes)
-            .map(|kv| tag_hash(&kv.key, &kv.value.to_search_string()))
-            .chain(
-                spans
-                    .iter()
-                    .filter_map(|s| s.kind.jaeger_name().map(|k| tag_hash("span.kind", k))),
-            )
-            .chain(spans.iter().flat_map(|s| match s.status.code {
-                StatusCode::Error => vec![
-                    tag_hash("error", "true"),
-                    tag_hash("otel.status_code", "ERROR"),
-                ],
-                StatusCode::Ok => vec![tag_hash("otel.status_code", "OK")],
-                StatusCode::Unset => vec![],
-            }))
-            .collect();
-        want.sort_unstable();
-        want.dedup();
-        assert_eq!(got, want);
     }
 
     #[test]

@@ -9,8 +9,8 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use super::block::tag_hashes;
 use super::codec::FxMap;
+use super::tags::{tag_hash, tag_hashes};
 use crate::intern::Names;
 use crate::model::{BatchView, Span, SpanKind, TraceId};
 use crate::store::TraceQuery;
@@ -152,11 +152,9 @@ impl Summary {
                     q.service.as_deref().is_none_or(|s| s == &**svc)
                         && q.operation.as_deref().is_none_or(|o| o == &**name)
                 }))
-            && q.tags.iter().all(|(k, v)| {
-                self.tags
-                    .binary_search(&super::block::tag_hash(k, v))
-                    .is_ok()
-            })
+            && q.tags
+                .iter()
+                .all(|(k, v)| self.tags.binary_search(&tag_hash(k, v)).is_ok())
     }
 
     /// Whether the chunk holds spans of trace `id`.

@@ -98,7 +98,7 @@ mod tests {
     )]
 
     use super::*;
-    use crate::store::embedded::block::tag_hash;
+    use crate::store::embedded::tags::tag_hash;
     use proptest::prelude::*;
 
     #[test]

@@ -4,10 +4,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::Shared;
-use super::block::{parts, tag_hash, trace_hash};
+use super::block::{parts, trace_hash};
 use super::chunk::Chunk;
 use super::codec::{DecodeError, Decoded};
 use super::state::Block;
+use super::tags::TagHash;
 use crate::model::{DependencyLink, Span, SpanId, Trace, TraceId, links_from_counts};
 use crate::store::{StoreError, TraceQuery};
 
@@ -188,7 +189,10 @@ pub(crate) fn find_traces(shared: &Shared, q: &TraceQuery) -> Result<Vec<Trace>,
             .collect();
         (blocks, recent)
     };
-    let tag_hashes: Vec<u64> = q.tags.iter().map(|(k, v)| tag_hash(k, v)).collect();
+    // Blocks of formats 1–3 hold filters of `Mix` hashes, format 4 of `Rapid` ones.
+    let tag_hashes =
+        |hash: TagHash| -> Vec<u64> { q.tags.iter().map(|(k, v)| hash.of(k, v)).collect() };
+    let (mix_hashes, rapid_hashes) = (tag_hashes(TagHash::Mix), tag_hashes(TagHash::Rapid));
     let mut found: HashMap<TraceId, u64> = HashMap::new();
     for chunk in &recent {
         for_each_chunk_group(chunk, None, Some(q), |_, spans| {
@@ -206,7 +210,11 @@ pub(crate) fn find_traces(shared: &Shared, q: &TraceQuery) -> Result<Vec<Trace>,
         {
             break; // nothing in this or any later block can make the top `limit`
         }
-        if !shared.reader.may_contain_tags(block, &tag_hashes)? {
+        let hashes = match block.meta.tag_hash {
+            TagHash::Mix => &mix_hashes,
+            TagHash::Rapid => &rapid_hashes,
+        };
+        if !shared.reader.may_contain_tags(block, hashes)? {
             continue;
         }
         for_each_group(shared, block, None, Some(q), |_, spans| {

@@ -328,7 +328,8 @@ impl Reader {
         Ok(Some(filter))
     }
 
-    /// Whether the block may hold spans with every tag of `hashes` ([`super::block::tag_hash`]).
+    /// Whether the block may hold spans with every tag of `hashes` (hashed with the block's
+    /// [`super::tags::TagHash`]).
     /// `false` also for a corrupt format-1/2 filter (the block is then skipped, as before).
     ///
     /// Format 3 reads one 64-byte line of the filter per tag (`pread`, no block cache): a

@@ -8,8 +8,9 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::block::build_format;
+use super::block::{Format, build_format};
 use super::record::{KIND_BLOCK, frame};
+use super::tags::TagHash;
 use super::{EmbeddedConfig, EmbeddedStore, PreparedChunk};
 use crate::model::{
     AttrValue, Event, KeyValue, Resource, Scope, Span, SpanBatch, SpanId, SpanKind, Status,
@@ -84,32 +85,35 @@ fn shape(traces: &[Trace]) -> Vec<(TraceId, Vec<SpanId>)> {
 }
 
 #[test]
-fn blocks_of_format_2_are_still_read_next_to_format_3_blocks() {
+fn blocks_of_formats_2_and_3_are_still_read_next_to_format_4_blocks() {
     let dir = tempfile::tempdir().unwrap();
     let base = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_nanos() as u64
         - 3_600_000_000_000;
-    // One segment holding a format-2 block (plain tag filter, as earlier versions wrote),
-    // then a format-3 block (line-blocked tag filter), each of two chunks.
-    let batches: Vec<Vec<Span>> = (0..4).map(|i| batch(i * 40, base)).collect();
+    // One segment holding a format-2 block (plain tag filter, as earlier versions wrote), a
+    // format-3 block (line-blocked tag filter) and a format-4 block (the same, rapidhash
+    // tags), each of two chunks. A search must probe each with its own tag hashes.
+    let batches: Vec<Vec<Span>> = (0..6).map(|i| batch(i * 40, base)).collect();
     let mut compressor = zstd::bulk::Compressor::new(1).unwrap();
     let mut segment = Vec::new();
-    for (n, line_filter) in [(0usize, false), (1, true)] {
+    let formats = [Format::Plain, Format::Lines, Format::RapidTags];
+    for (n, format) in formats.into_iter().enumerate() {
         let chunks: Vec<_> = batches[n * 2..n * 2 + 2]
             .iter()
             .map(|spans| {
                 let batch = SpanBatch {
                     spans: spans.clone(),
                 };
-                Arc::new(
-                    PreparedChunk::new(&crate::model::BatchView::from_spans(&batch.spans)).chunk,
-                )
+                let view = crate::model::BatchView::from_spans(&batch.spans);
+                let mut chunk = PreparedChunk::new(&view).chunk;
+                chunk.sum.tags = format.tag_hash().hashes(&view);
+                Arc::new(chunk)
             })
             .collect();
-        let built = build_format(&chunks, n as u64 + 1, &mut compressor, line_filter).unwrap();
-        assert_eq!(built.meta.line_filter, line_filter);
+        let built = build_format(&chunks, n as u64 + 1, &mut compressor, format).unwrap();
+        assert_eq!(built.meta.tag_hash, format.tag_hash());
         segment.extend(frame(
             KIND_BLOCK,
             &built.meta_bytes,
@@ -120,15 +124,22 @@ fn blocks_of_format_2_are_still_read_next_to_format_3_blocks() {
     std::fs::write(dir.path().join("seg-0000000001.tld"), &segment).unwrap();
 
     let store = EmbeddedStore::open(EmbeddedConfig::new(dir.path())).unwrap();
-    let formats: Vec<bool> = store
+    let written: Vec<(bool, TagHash)> = store
         .shared
         .state
         .read()
         .blocks
         .iter()
-        .map(|b| b.meta.line_filter)
+        .map(|b| (b.meta.line_filter, b.meta.tag_hash))
         .collect();
-    assert_eq!(formats, [false, true]);
+    assert_eq!(
+        written,
+        [
+            (false, TagHash::Mix),
+            (true, TagHash::Mix),
+            (true, TagHash::Rapid)
+        ]
+    );
     let model = MemoryStore::new(100_000);
     for spans in &batches {
         model
