@@ -138,6 +138,12 @@ impl<'s> Encoder<'s> {
     /// Like [`Self::string`], but first compares with the string last written at `slot`:
     /// spans mostly repeat their neighbours' keys in the same order, and a compare is much
     /// cheaper than a hash-map lookup.
+    ///
+    /// Always inline: it runs twice per attribute, and the compare and the id's varint are
+    /// its whole work when the slot holds `s`. Callgrind, 100-span request: the encoding took
+    /// 398 k instructions with it called, 369 k with only the miss path outlined, 335 k with
+    /// all of it inlined.
+    #[inline(always)]
     fn string_at(&mut self, out: &mut Vec<u8>, s: &'s str, slot: usize) {
         if let Some(Some((last, id))) = self.recent.get(slot)
             && same_str(last, s)
