@@ -29,18 +29,31 @@ const INTERN_MAX_LEN: usize = 16;
 pub(crate) struct FxHasher(u64);
 
 impl std::hash::Hasher for FxHasher {
+    /// Whole words, then the last 8 bytes again (overlapping) for a string of 8 bytes or more
+    /// whose length is not a multiple of 8, or the first and last 4 bytes, or 3 of the bytes,
+    /// for shorter ones: only fixed-size loads (a copy of the remainder into a word was a call
+    /// to `memcpy` for every string the encoder interns). `str`'s `Hash` adds a terminator,
+    /// and the hashes live in memory only, so they need not match any earlier version's.
     fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.write_u64(u64::from_le_bytes(w));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut w = [0u8; 8];
-            w[..rest.len()].copy_from_slice(rest);
-            self.write_u64(u64::from_le_bytes(w));
+        let n = bytes.len();
+        if n >= 8 {
+            let mut chunks = bytes.chunks_exact(8);
+            for c in &mut chunks {
+                self.write_u64(word(c));
+            }
+            if !chunks.remainder().is_empty() {
+                self.write_u64(word(&bytes[n - 8..]));
+            }
+        } else if n >= 4 {
+            let half = |s: &[u8]| {
+                let mut w = [0u8; 4];
+                w.copy_from_slice(&s[..4]);
+                u64::from(u32::from_le_bytes(w))
+            };
+            self.write_u64(half(bytes) | half(&bytes[n - 4..]) << 32);
+        } else if let (Some(&first), Some(&last)) = (bytes.first(), bytes.last()) {
+            let mid = bytes[n / 2];
+            self.write_u64(u64::from(first) | u64::from(mid) << 8 | u64::from(last) << 16);
         }
     }
 
@@ -59,6 +72,13 @@ impl std::hash::Hasher for FxHasher {
     fn finish(&self) -> u64 {
         self.0
     }
+}
+
+/// The first 8 bytes of `bytes` (at least 8), little-endian.
+fn word(bytes: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&bytes[..8]);
+    u64::from_le_bytes(w)
 }
 
 pub(crate) type FxMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;

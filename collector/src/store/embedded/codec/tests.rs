@@ -182,3 +182,23 @@ proptest::proptest! {
         proptest::prop_assert_eq!(traces, a.traces);
     }
 }
+
+#[test]
+fn fx_hasher_reads_every_byte_of_every_length() {
+    use std::hash::Hasher as _;
+    let hash = |bytes: &[u8]| {
+        let mut h = super::FxHasher::default();
+        h.write(bytes);
+        h.finish()
+    };
+    let base: Vec<u8> = (0..24u8).map(|i| b'a' + i).collect();
+    for n in 0..=base.len() {
+        let s = &base[..n];
+        assert_eq!(hash(s), hash(&s.to_vec()), "length {n}");
+        for at in 0..n {
+            let mut changed = s.to_vec();
+            changed[at] ^= 0x20;
+            assert_ne!(hash(s), hash(&changed), "length {n}, byte {at}");
+        }
+    }
+}
