@@ -194,7 +194,6 @@ fn fx_hasher_reads_every_byte_of_every_length() {
     let base: Vec<u8> = (0..24u8).map(|i| b'a' + i).collect();
     for n in 0..=base.len() {
         let s = &base[..n];
-        assert_eq!(hash(s), hash(s), "length {n}");
         for at in 0..n {
             let mut changed = s.to_vec();
             changed[at] ^= 0x20;
