@@ -31,7 +31,7 @@ const TRACE_K_V1: u32 = 8;
 /// positives (~0.04 needless block reads per lookup at 10 M spans), 3 bytes per trace in memory.
 const TRACE_BITS: usize = 24;
 const TRACE_K: u32 = 12;
-/// The same for format 3, whose trace filter is blocked (all k bits of an id in one 64-byte
+/// The same for formats 3 and 4, whose trace filter is blocked (all k bits of an id in one 64-byte
 /// line: a lookup probes each block's filter with one cache miss instead of up to k): 28 bits
 /// and k = 14 keep the false-positive rate at ~0.0015 %, 3.5 bytes per trace in memory.
 const TRACE_BITS_LINES: usize = 28;

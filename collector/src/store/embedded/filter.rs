@@ -1,4 +1,4 @@
-//! The tag filter of format-3 blocks: a cache-line-blocked Bloom filter.
+//! The tag filter of format-3 and -4 blocks: a cache-line-blocked Bloom filter.
 //!
 //! One tag hash picks a 64-byte line and all of the tag's bits are in that line, so probing a
 //! tag reads 64 bytes of the record's aux part (one `pread`, served by the page cache once

@@ -31,7 +31,7 @@ pub(crate) struct Block {
     pub(crate) data: Part,
     /// Set once a read found the block corrupt; it is skipped from then on.
     pub(crate) corrupt: AtomicBool,
-    /// Set once a line of its (format-3) tag filter failed its checksum: logged once; such
+    /// Set once a line of its (format-3 or -4) tag filter failed its checksum: logged once; such
     /// lines read as "may contain".
     pub(crate) filter_damaged: AtomicBool,
 }
@@ -332,7 +332,7 @@ impl Reader {
     /// [`super::tags::TagHash`]).
     /// `false` also for a corrupt format-1/2 filter (the block is then skipped, as before).
     ///
-    /// Format 3 reads one 64-byte line of the filter per tag (`pread`, no block cache): a
+    /// Formats 3 and 4 read one 64-byte line of the filter per tag (`pread`, no block cache): a
     /// search for a rare tag probes every block, and whole filters (~30 KB each at 10 M spans)
     /// do not fit the cache. A damaged line counts as "may contain".
     pub(crate) fn may_contain_tags(
