@@ -3,8 +3,8 @@
 //! The summary (record meta) holds the WAL sequence covered, time and duration ranges, the
 //! (service, operation, kind) counts and a Bloom filter of the trace ids; the record's aux part
 //! holds a Bloom filter of the searchable `key=value` tags (formats 3 and 4: cache-line blocked,
-//! probed one 64-byte line at a time, see [`super::filter`]; their hashes: [`super::tags`]). A false positive only costs decoding one
-//! block.
+//! probed one 64-byte line at a time, see [`super::filter`]; their hashes: [`super::tags`]).
+//! A false positive only costs decoding one block.
 
 use std::sync::Arc;
 

@@ -54,6 +54,24 @@ impl TagHash {
             Self::Rapid => rapidhash_v3_seeded(value, &RapidSecrets::seed_cpp(key_hash)),
         }
     }
+
+    /// The hash of an attribute whose key hashed to `key_hash`, its value as a search
+    /// matches it (integers and booleans as printed; scalars without allocating).
+    ///
+    /// Always inline: it runs for every attribute of a received batch, and as a call it cost
+    /// `tag_hashes` 7.5 k more instructions per 100-span request (Callgrind).
+    #[inline(always)]
+    fn attribute(self, key_hash: u64, value: &ValueView<'_>) -> u64 {
+        match *value {
+            ValueView::Str(s) => self.value(key_hash, s.as_bytes()),
+            ValueView::Int(i) => {
+                let mut buf = [0u8; 20];
+                self.value(key_hash, int_str(i, &mut buf).as_bytes())
+            }
+            ValueView::Bool(b) => self.value(key_hash, if b { b"true" } else { b"false" }),
+            ref other => self.value(key_hash, other.to_search_string().as_bytes()),
+        }
+    }
 }
 
 /// The hash of tag `key=value` with [`TagHash::CURRENT`].
@@ -79,15 +97,7 @@ fn for_each_own_tag<'s>(
         let Some(kh) = keys.get(i, kv.key, &kv.value) else {
             continue; // the previous span had the same pair here: already given
         };
-        match kv.value {
-            ValueView::Str(s) => f(keys.hash.value(kh, s.as_bytes())),
-            ValueView::Int(i) => {
-                let mut buf = [0u8; 20];
-                f(keys.hash.value(kh, int_str(i, &mut buf).as_bytes()));
-            }
-            ValueView::Bool(b) => f(keys.hash.value(kh, if b { b"true" } else { b"false" })),
-            ref other => f(keys.hash.of(kv.key, &other.to_search_string())),
-        }
+        f(keys.hash.attribute(kh, &kv.value));
     }
     let hash = keys.hash;
     for e in span.events() {
@@ -111,11 +121,11 @@ fn for_each_own_tag<'s>(
     }
 }
 
-/// The key hashes ([`TagHash::key`]) of span attribute keys, cached by position, with the scalar value
-/// last seen there: neighbouring spans mostly have the same keys in the same order, and
-/// often the same values (method, status, port, user agent), whose pair was given already.
-/// Also the span kinds and statuses whose pairs were given (bits: the kind's number, then
-/// [`GIVEN_ERROR`] and [`GIVEN_OK`]).
+/// The key hashes ([`TagHash::key`]) of span attribute keys, cached by position, with the
+/// scalar value last seen there: neighbouring spans mostly have the same keys in the same
+/// order, and often the same values (method, status, port, user agent), whose pair was given
+/// already. Also the span kinds and statuses whose pairs were given (bits: the kind's number,
+/// then [`GIVEN_ERROR`] and [`GIVEN_OK`]).
 struct KeyHashes<'s> {
     hash: TagHash,
     slots: Vec<Option<KeySlot<'s>>>,
@@ -212,15 +222,7 @@ impl<'s> KeyHashes<'s> {
 
 fn for_each_kv(list: &[KvView<'_>], hash: TagHash, f: &mut impl FnMut(u64)) {
     for kv in list {
-        match kv.value {
-            ValueView::Str(s) => f(hash.of(kv.key, s)),
-            ValueView::Int(i) => {
-                let mut buf = [0u8; 20];
-                f(hash.of(kv.key, int_str(i, &mut buf)));
-            }
-            ValueView::Bool(b) => f(hash.of(kv.key, if b { "true" } else { "false" })),
-            ref other => f(hash.of(kv.key, &other.to_search_string())),
-        }
+        f(hash.attribute(hash.key(kv.key.as_bytes()), &kv.value));
     }
 }
 
